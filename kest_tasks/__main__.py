@@ -1,0 +1,5 @@
+import sys
+
+from kest_tasks.cli import main
+
+sys.exit(main())

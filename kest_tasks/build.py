@@ -1,0 +1,111 @@
+"""build: make the configured Keras model from the schema, compile it and save it as HDF5.
+
+HDF5, because `model_to_estimator(keras_model_path=...)` accepts nothing else, and the saved file carries the
+compiled optimizer and loss the Estimator needs.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kest_tasks.config import ConfigError, PipelineConfig
+from kest_tasks.schema import Schema
+from kest_tasks.stage import StageResult, run_once
+from kest_tasks.tfdata import InputPlan, InputSpec, plan_model_inputs
+from kest_tasks.tfenv import import_tensorflow
+
+log = logging.getLogger("kest.build")
+
+MODEL_FILE = "model.h5"
+
+Builder = Callable[[Schema, PipelineConfig], Any]
+BUILDERS: dict[str, Builder] = {}
+
+
+def register_builder(name: str) -> Callable[[Builder], Builder]:
+    """Register `function(schema, config) -> uncompiled keras.Model` under `name` (config model.builder)."""
+
+    def add(function: Builder) -> Builder:
+        BUILDERS[name] = function
+        return function
+
+    return add
+
+
+class BuildResult(StageResult):
+    model_uri: str
+    input_plan: InputPlan
+    output_names: list[str]
+    parameters: int
+
+
+@register_builder("iris")
+def iris_mlp(schema: Schema, config: PipelineConfig):
+    """The TensorFlow tutorial's Iris model: Dense(16, relu) → Dropout(0.2) → Dense(classes) logits."""
+    tf = import_tensorflow()
+    if schema.label.kind != "classification":
+        raise ConfigError("model.builder 'iris' needs a classification label; the dataset's label is regression")
+    return tf.keras.models.Sequential([
+        tf.keras.layers.Dense(16, activation="relu", input_shape=(len(schema.numeric_feature_names),)),
+        tf.keras.layers.Dropout(0.2),
+        tf.keras.layers.Dense(schema.num_classes),
+    ])
+
+
+def compile_model(model, schema: Schema, config: PipelineConfig) -> None:
+    tf = import_tensorflow()
+    # The Estimator only takes legacy optimizers (it converts others, with a warning per run).
+    optimizer = tf.keras.optimizers.legacy.Adam(learning_rate=config.model.learning_rate)
+    if schema.label.kind == "classification":
+        loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        # Named explicitly: the string "accuracy" resolves differently once the model is reloaded from HDF5.
+        metrics = [tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    else:
+        loss = tf.keras.losses.MeanSquaredError()
+        metrics = [tf.keras.metrics.MeanAbsoluteError(name="mae")]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+
+def model_input_specs(model) -> list[InputSpec]:
+    return [InputSpec(name=name, shape=list(tensor.shape)) for name, tensor in zip(model.input_names, model.inputs)]
+
+
+def build(config: PipelineConfig, run_uri: str, schema_uri: str) -> BuildResult:
+    """Build, compile and save the model under `<run_uri>/model/`.
+
+    Raises ConfigError for an unknown builder and ModelInputError when the model's inputs do not match
+    the dataset's features.
+    """
+    tf = import_tensorflow()
+    schema = Schema.load(schema_uri)
+    try:
+        builder = BUILDERS[config.model.builder]
+    except KeyError:
+        raise ConfigError(
+            f"model.builder {config.model.builder!r} is not registered (known: {', '.join(sorted(BUILDERS))})"
+        ) from None
+
+    def produce(tmp: Path, final: Path) -> BuildResult:
+        # A fresh graph and seed give the same layer names and initial weights on every run and retry.
+        tf.keras.backend.clear_session()
+        tf.keras.utils.set_random_seed(config.seed)
+        model = builder(schema, config.model_copy(deep=True))
+        compile_model(model, schema, config)
+        plan = plan_model_inputs(model_input_specs(model), schema)
+        model.save(tmp / MODEL_FILE, save_format="h5")
+        summary = io.StringIO()
+        model.summary(print_fn=lambda line: summary.write(line + "\n"))
+        (tmp / "summary.txt").write_text(summary.getvalue())
+        log.info("build: %s model, %d parameters, inputs fed %s\n%s",
+                 config.model.builder, model.count_params(), plan.mode, summary.getvalue())
+        return BuildResult(
+            model_uri=str(final / MODEL_FILE),
+            input_plan=plan,
+            output_names=list(model.output_names),
+            parameters=model.count_params(),
+        )
+
+    return run_once(run_uri, "model", BuildResult, produce)

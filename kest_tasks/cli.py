@@ -1,0 +1,62 @@
+"""`python -m kest_tasks`: run the pipeline (or read its latest summary) without Airflow."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+
+import yaml
+
+from kest_tasks.config import ConfigError, deep_merge, load_config
+from kest_tasks.errors import KestError
+from kest_tasks.pipeline import DEFAULT_CONFIG, format_summary, latest_summary, run_pipeline
+
+
+def parse_override(text: str) -> dict:
+    """`trainer.steps=200` → {"trainer": {"steps": 200}}; the value is parsed as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. trainer.steps=200")
+    nested: dict = {}
+    cursor = nested
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = yaml.safe_load(value)
+    return nested
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m kest_tasks", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run every stage of the pipeline in this process")
+    summary = commands.add_parser("summary", help="print the latest run's test metrics, gate and model")
+    for sub in (run, summary):
+        sub.add_argument("--config", default=str(DEFAULT_CONFIG), help="pipeline config (YAML or JSON)")
+        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config value, e.g. --set trainer.steps=200 (repeatable)")
+    run.add_argument("--run-id", default=None, help="run folder name (default: cli__<UTC time>)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        overrides: dict = {}
+        for text in args.overrides:
+            overrides = deep_merge(overrides, parse_override(text))
+        if args.command == "run":
+            run_id = args.run_id or "cli__" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+            summary = run_pipeline(args.config, overrides, run_id)
+        else:
+            summary = latest_summary(load_config(args.config, overrides))
+            if summary is None:
+                print("no finished run yet", file=sys.stderr)
+                return 1
+    except KestError as error:
+        print(f"kest: error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return 0

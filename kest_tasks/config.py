@@ -1,0 +1,201 @@
+"""The pipeline's configuration: one validated pydantic model, loaded from YAML/JSON.
+
+Relative paths in a config file are resolved against the file's own folder, so a config means the same
+thing whatever the working directory of the process that reads it (an Airflow worker, the CLI, a test).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from kest_tasks.errors import KestError
+
+SAFE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_SAFE_NAME = re.compile(SAFE_NAME_PATTERN)
+
+
+class ConfigError(KestError, ValueError):
+    """A configuration that cannot be used; the message names the offending key."""
+
+
+def check_safe_name(value: str, what: str) -> str:
+    """Return `value` if it can safely become one path component, else raise ValueError naming `what`."""
+    if not _SAFE_NAME.match(value) or ".." in value:
+        raise ValueError(
+            f"{what} {value!r} is not a safe name: use letters, digits, '.', '_' or '-' "
+            f"(starting with a letter or digit, no '..', at most 128 characters)"
+        )
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Section):
+    """Deterministic hash split: each row goes to the split its key's hash falls in."""
+
+    train: float = Field(70, ge=0, description="Relative weight of the training split.")
+    eval: float = Field(15, ge=0, description="Relative weight of the evaluation split used during training.")
+    test: float = Field(15, ge=0, description="Relative weight of the held-out test split.")
+    key: list[str] | None = Field(
+        None, description="Columns whose values form the hashed key; none means the whole row."
+    )
+
+    @model_validator(mode="after")
+    def _every_split_used(self) -> SplitConfig:
+        for name in ("train", "eval", "test"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"split weight {name!r} must be greater than 0")
+        return self
+
+    def fractions(self) -> dict[str, float]:
+        total = self.train + self.eval + self.test
+        return {"train": self.train / total, "eval": self.eval / total, "test": self.test / total}
+
+
+class DatasetConfig(_Section):
+    source: Literal["csv"] = Field("csv", description="Kind of input data.")
+    path: str = Field(..., description="CSV file (relative paths are resolved against the config file).")
+    label: str = Field(..., description="Name of the label column.")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field delimiter.")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    shards: int = Field(1, ge=1, le=1024, description="TFRecord shards per split.")
+    compression: Literal["GZIP", "NONE"] = Field("GZIP", description="TFRecord compression.")
+
+
+class ModelConfig(_Section):
+    builder: str = Field("iris", description="Registered model builder name.")
+    learning_rate: float = Field(0.001, gt=0, le=10, description="Adam learning rate.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for the builder.")
+
+
+class TrainerConfig(_Section):
+    kind: Literal["keras"] = Field("keras", description="How the Estimator is made.")
+    steps: int = Field(500, ge=1, description="Total training steps (global_step to reach).")
+    batch_size: int = Field(32, ge=1, le=1_000_000, description="Examples per training step.")
+    shuffle_buffer: int = Field(1000, ge=1, description="Examples held in the shuffle buffer.")
+    checkpoint_steps: int = Field(100, ge=1, description="Save a checkpoint every N steps.")
+    keep_checkpoint_max: int = Field(3, ge=1, description="Checkpoints to keep.")
+    log_steps: int = Field(100, ge=1, description="Log step, loss and steps/s every N steps.")
+    eval_throttle_secs: int = Field(0, ge=0, description="Minimum seconds between evaluations in training.")
+
+
+class Threshold(_Section):
+    lower: float | None = Field(None, description="The metric must be at least this.")
+    upper: float | None = Field(None, description="The metric must be at most this.")
+
+    @model_validator(mode="after")
+    def _has_a_bound(self) -> Threshold:
+        if self.lower is None and self.upper is None:
+            raise ValueError("a threshold needs 'lower', 'upper' or both")
+        return self
+
+
+class GateConfig(_Section):
+    thresholds: dict[str, Threshold] = Field(
+        default_factory=lambda: {"accuracy": Threshold(lower=0.9)},
+        description="Metric name → bounds the candidate must meet to be blessed.",
+    )
+
+
+class ExportConfig(_Section):
+    root: str = Field("../artifacts/models", description="Where blessed models are published.")
+    query_rows: int = Field(16, ge=1, description="Test rows sent to the exported model to check it answers.")
+
+
+class PipelineConfig(_Section):
+    model_name: str = Field(..., description="Name the model is published under.")
+    seed: int = Field(42, description="Random seed for model initialisation and training.")
+    artifact_root: str = Field("../artifacts", description="Folder holding every run's artifacts.")
+    dataset: DatasetConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name_is_safe(cls, value: str) -> str:
+        return check_safe_name(value, "model_name")
+
+    def resolve_paths(self, base: Path) -> PipelineConfig:
+        """Return a copy whose relative local paths are made absolute against `base`."""
+        resolved = self.model_copy(deep=True)
+        resolved.artifact_root = _resolve(self.artifact_root, base)
+        resolved.dataset.path = _resolve(self.dataset.path, base)
+        resolved.export.root = _resolve(self.export.root, base)
+        return resolved
+
+
+def _resolve(path: str, base: Path) -> str:
+    if "://" in path:
+        return path
+    return str((base / Path(path).expanduser()).resolve())
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{key}: {message}")
+    return f"invalid config {source}: " + "; ".join(problems)
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_config(data: dict[str, Any], source: str, base: Path) -> PipelineConfig:
+    """Validate a config mapping; raise ConfigError with one line naming every bad key."""
+    try:
+        config = PipelineConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, source)) from None
+    return config.resolve_paths(base)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Load a YAML/JSON config file, apply nested `overrides` (e.g. a DAG run's conf) and validate it.
+
+    Raises ConfigError (one line naming the file and key) for unreadable files or invalid values.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+    if overrides:
+        data = deep_merge(data, overrides)
+    return parse_config(data, str(path), path.resolve().parent)
+
+
+def config_to_json(config: PipelineConfig) -> str:
+    return json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True)

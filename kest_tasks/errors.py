@@ -1,0 +1,5 @@
+"""The errors kest raises for bad input: each message is one line naming the file, row, column or key."""
+
+
+class KestError(Exception):
+    """A user-facing failure: the CLI prints its message alone, and Airflow fails the task with it."""

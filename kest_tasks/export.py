@@ -1,0 +1,172 @@
+"""export: a SavedModel whose serving signature takes the raw named features, checked in a fresh process.
+
+The Keras Estimator's own predictions are the raw model outputs (logits); the export wraps its model_fn so
+clients also get probabilities, class ids and class names.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from kest_tasks.build import BuildResult
+from kest_tasks.config import PipelineConfig
+from kest_tasks.errors import KestError
+from kest_tasks.prepare import PrepareResult
+from kest_tasks.schema import Schema
+from kest_tasks.stage import StageResult, run_once
+from kest_tasks.tfdata import feature_dtypes, read_examples, to_model_inputs
+from kest_tasks.tfenv import import_tensorflow
+from kest_tasks.train import TrainResult, keras_estimator, run_config
+
+log = logging.getLogger("kest.export")
+
+
+class ExportError(KestError, RuntimeError):
+    """The exported model did not load or did not answer as the trained model does."""
+
+
+class ExportResult(StageResult):
+    saved_model_uri: str
+    exported_at: str
+    inputs: list[str]
+    outputs: list[str]
+    checked_rows: int
+    load_seconds: float
+
+
+def _serving_estimator(config: PipelineConfig, built: BuildResult, schema: Schema, model_dir: str):
+    """An Estimator over the Keras model_fn whose predictions add probabilities and class names."""
+    tf = import_tensorflow()
+    keras_model_fn = keras_estimator(config, built, model_dir).model_fn
+    classes = schema.label.classes
+
+    def model_fn(features, labels, mode, config):
+        spec = keras_model_fn(features, labels, mode, config)
+        if mode != tf.estimator.ModeKeys.PREDICT:
+            return spec
+        raw = spec.predictions
+        output = raw[built.output_names[0]] if isinstance(raw, dict) else raw
+        if classes:
+            class_ids = tf.argmax(output, axis=-1)
+            predictions = {
+                "logits": output,
+                "probabilities": tf.nn.softmax(output),
+                "class_ids": class_ids,
+                "classes": tf.gather(tf.constant(classes), class_ids),
+            }
+        else:
+            predictions = {"predictions": tf.reshape(output, [-1])}
+        return tf.estimator.EstimatorSpec(
+            mode=mode, predictions=predictions, scaffold=spec.scaffold,
+            export_outputs={"serving_default": tf.estimator.export.PredictOutput(predictions)},
+        )
+
+    return tf.estimator.Estimator(model_fn=model_fn, config=run_config(config, model_dir))
+
+
+def _serving_input_fn(schema: Schema, built: BuildResult):
+    tf = import_tensorflow()
+
+    def receiver():
+        raw = {
+            name: tf.compat.v1.placeholder(dtype, [None], name=name)
+            for name, dtype in feature_dtypes(schema).items()
+        }
+        return tf.estimator.export.ServingInputReceiver(to_model_inputs(raw, built.input_plan), raw)
+
+    return receiver
+
+
+def _test_rows(prepared: PrepareResult, schema: Schema, count: int) -> dict[str, list]:
+    rows = next(iter(read_examples(prepared.files["test"], schema, prepared.compression, count)))[0]
+    return {name: _plain(values.numpy()) for name, values in rows.items()}
+
+
+def _plain(array) -> list:
+    if array.dtype.kind in "SO":
+        return [item.decode() for item in array.tolist()]
+    return array.tolist()
+
+
+def query_in_fresh_process(saved_model_dir: Path, inputs: dict[str, list], workdir: Path) -> dict:
+    """Query the SavedModel through kest_tasks.serving_check in a new Python process."""
+    request = workdir / "request.json"
+    request.write_text(json.dumps({"inputs": inputs}))
+    completed = subprocess.run(
+        [sys.executable, "-m", "kest_tasks.serving_check", str(saved_model_dir), str(request)],
+        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300,
+    )
+    if completed.returncode != 0:
+        last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ExportError(f"exported model {saved_model_dir} failed to load or answer in a fresh process: {last}")
+    return json.loads(completed.stdout)
+
+
+def _compare(expected: dict[str, list], answered: dict[str, list], saved_model_dir: Path) -> None:
+    for name, values in expected.items():
+        got = answered.get(name)
+        if got is None or len(got) != len(values):
+            raise ExportError(f"exported model {saved_model_dir}: output {name!r} missing or of the wrong length")
+        for want, have in zip(values, got):
+            if isinstance(want, (float, list)) and not _close(want, have):
+                raise ExportError(f"exported model {saved_model_dir}: output {name!r} differs: {have} != {want}")
+            if isinstance(want, (int, str)) and want != have:
+                raise ExportError(f"exported model {saved_model_dir}: output {name!r} differs: {have} != {want}")
+
+
+def _close(want, have) -> bool:
+    if isinstance(want, list):
+        return len(want) == len(have) and all(_close(w, h) for w, h in zip(want, have))
+    return math.isclose(want, have, rel_tol=1e-4, abs_tol=1e-5)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def export(
+    config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: BuildResult, trained: TrainResult
+) -> ExportResult:
+    """Export the trained checkpoint to `<run_uri>/export/saved_model/` and prove it answers like the
+    in-process model on test rows. Raises ExportError (nothing is kept) when it does not."""
+    tf = import_tensorflow()
+    schema = Schema.load(prepared.schema_uri)
+
+    def produce(tmp: Path, final: Path) -> ExportResult:
+        estimator = _serving_estimator(config, built, schema, str(tmp / "estimator"))
+        exported = Path(estimator.export_saved_model(
+            str(tmp / "versions"), _serving_input_fn(schema, built), checkpoint_path=trained.checkpoint
+        ).decode())
+        saved_model_dir = tmp / "saved_model"
+        exported.rename(saved_model_dir)
+        rows = _test_rows(prepared, schema, config.export.query_rows)
+        in_process = estimator.predict(
+            lambda: tf.data.Dataset.from_tensor_slices(rows).batch(len(next(iter(rows.values())))).map(
+                lambda features: to_model_inputs(features, built.input_plan)
+            ),
+            checkpoint_path=trained.checkpoint, yield_single_examples=False,
+        )
+        expected = {name: _plain(values) for name, values in next(iter(in_process)).items()}
+        answer = query_in_fresh_process(saved_model_dir, rows, tmp)
+        _compare(expected, answer["outputs"], saved_model_dir)
+        checked = len(next(iter(rows.values())))
+        for scratch in ("estimator", "versions", "request.json"):
+            _remove(tmp / scratch)
+        log.info("export: SavedModel answers %d test rows like the trained model (loaded in %.2f s in a fresh process)",
+                 checked, answer["load_seconds"])
+        return ExportResult(
+            saved_model_uri=str(final / "saved_model"), exported_at=exported.name,
+            inputs=sorted(rows), outputs=sorted(expected), checked_rows=checked,
+            load_seconds=round(answer["load_seconds"], 3),
+        )
+
+    return run_once(run_uri, "export", ExportResult, produce)

@@ -1,0 +1,124 @@
+"""Reading the prepared TFRecords with tf.data and feeding them to a model's inputs.
+
+Shared by train, evaluate and export, so that training, evaluation and serving parse features the same way.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from kest_tasks.errors import KestError
+from kest_tasks.schema import Schema
+from kest_tasks.tfenv import import_tensorflow
+
+
+class ModelInputError(KestError, ValueError):
+    """The model's inputs cannot be fed from the dataset's features."""
+
+
+class InputSpec(BaseModel):
+    """One Keras model input: its name and shape (None for the batch dimension)."""
+
+    name: str
+    shape: list[int | None]
+
+
+class InputPlan(BaseModel):
+    """How dataset features become model inputs.
+
+    `by_name`: each model input is the feature of the same name. `stacked`: the model has one input as wide
+    as the numeric features, which are stacked in schema order (the Iris tutorial's `dense_input`).
+    """
+
+    mode: Literal["by_name", "stacked"]
+    inputs: list[InputSpec]
+    features: list[str]
+
+
+def plan_model_inputs(inputs: list[InputSpec], schema: Schema) -> InputPlan:
+    """Decide how to feed `inputs` from the schema's features; raise ModelInputError if no way fits."""
+    names = [spec.name for spec in inputs]
+    if all(name in schema.feature_names for name in names):
+        return InputPlan(mode="by_name", inputs=inputs, features=names)
+    numeric = schema.numeric_feature_names
+    if len(inputs) == 1 and inputs[0].shape[-1:] == [len(numeric)] and len(numeric) == len(schema.features):
+        return InputPlan(mode="stacked", inputs=inputs, features=numeric)
+    raise ModelInputError(
+        f"model inputs {[(s.name, s.shape) for s in inputs]} cannot be fed from dataset features "
+        f"{schema.feature_names}: name each keras.Input after a feature, or give the model a single input "
+        f"of width {len(numeric)} taking the numeric features in schema order"
+    )
+
+
+def to_model_inputs(features: dict[str, Any], plan: InputPlan) -> dict[str, Any]:
+    """Map a batch of parsed features (name → [batch] tensor) to the model's named inputs."""
+    tf = import_tensorflow()
+    if plan.mode == "stacked":
+        columns = [tf.cast(features[name], tf.float32) for name in plan.features]
+        return {plan.inputs[0].name: tf.stack(columns, axis=1)}
+    adapted = {}
+    for spec in plan.inputs:
+        value = features[spec.name]
+        if value.dtype in (tf.int64, tf.float64):
+            value = tf.cast(value, tf.float32)
+        adapted[spec.name] = tf.reshape(value, [-1, 1]) if len(spec.shape) == 2 and spec.shape[1] == 1 else value
+    return adapted
+
+
+def feature_dtypes(schema: Schema) -> dict[str, Any]:
+    tf = import_tensorflow()
+    return {f.name: {"int": tf.int64, "float": tf.float32, "string": tf.string}[f.type] for f in schema.features}
+
+
+def parse_spec(schema: Schema, with_label: bool = True) -> dict[str, Any]:
+    """tf.io parse spec: missing numeric values are imputed with the training data's mean."""
+    tf = import_tensorflow()
+    spec = {}
+    for feature, dtype in zip(schema.features, feature_dtypes(schema).values()):
+        if feature.type == "string":
+            default: Any = ""
+        elif feature.type == "int":
+            default = int(round(feature.mean or 0))
+        else:
+            default = float(feature.mean or 0.0)
+        spec[feature.name] = tf.io.FixedLenFeature([], dtype, default_value=default)
+    if with_label:
+        label_dtype = tf.int64 if schema.label.kind == "classification" else tf.float32
+        spec[schema.label.name] = tf.io.FixedLenFeature([], label_dtype)
+    return spec
+
+
+def read_examples(
+    files: list[str],
+    schema: Schema,
+    compression: str,
+    batch_size: int,
+    *,
+    shuffle_buffer: int = 0,
+    repeat: bool = False,
+    seed: int | None = None,
+    plan: InputPlan | None = None,
+):
+    """A tf.data.Dataset of (features, label) batches from TFRecord shards.
+
+    Batches before parsing (vectorised `parse_example`), then prefetches. With `plan`, features are already
+    mapped to the model's input names.
+    """
+    tf = import_tensorflow()
+    spec = parse_spec(schema)
+    label = schema.label.name
+    dataset = tf.data.TFRecordDataset(
+        files, compression_type="GZIP" if compression == "GZIP" else "", num_parallel_reads=min(len(files), 4)
+    )
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, spec)
+        target = parsed.pop(label)
+        return (to_model_inputs(parsed, plan) if plan else parsed), target
+
+    return dataset.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,43 @@
+"""Importing TensorFlow once, quietly, keeping the progress lines a user wants (step, loss, steps/s)."""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from types import ModuleType
+
+_tf: ModuleType | None = None
+
+
+class _TrainingProgressOnly(logging.Filter):
+    """Let through Estimator progress and evaluation lines, drop TF's chatter about graphs and sessions."""
+
+    KEEP = ("loss = ", "global_step/sec", "Saving dict for global step", "Loss for final step")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        message = record.getMessage()
+        return any(marker in message for marker in self.KEEP)
+
+
+def import_tensorflow() -> ModuleType:
+    """Import and return tensorflow with C++ logs silenced and Python logs reduced to progress lines."""
+    global _tf
+    if _tf is None:
+        # Level 3: TF's C++ start-up "errors" (cuDNN/cuBLAS factories registered twice) are noise on every run.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+        import tensorflow as tf
+        from tensorflow.python.util import deprecation
+
+        # The Estimator API is deprecated as a whole; its per-call deprecation notices drown the progress.
+        deprecation._PRINT_DEPRECATION_WARNINGS = False
+        warnings.filterwarnings("ignore", module=r"keras\..*")
+        warnings.filterwarnings("ignore", module=r"tensorflow_estimator\..*")
+
+        logger = tf.get_logger()
+        logger.setLevel(logging.INFO)
+        logger.addFilter(_TrainingProgressOnly())
+        _tf = tf
+    return _tf

@@ -1,0 +1,112 @@
+"""train: the compiled Keras model → Estimator (model_to_estimator) → tf.estimator.train_and_evaluate.
+
+The Estimator's model_dir (`<run_uri>/train/`) keeps its checkpoints across task retries, so a retried
+task resumes from the last checkpoint instead of step 0.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from kest_tasks.build import BuildResult
+from kest_tasks.config import PipelineConfig
+from kest_tasks.prepare import PrepareResult
+from kest_tasks.schema import Schema
+from kest_tasks.stage import StageResult, stage_dir
+from kest_tasks.storage import read_json, write_json_atomic
+from kest_tasks.tfdata import read_examples
+from kest_tasks.tfenv import import_tensorflow
+
+log = logging.getLogger("kest.train")
+
+
+class TrainResult(StageResult):
+    model_dir: str
+    checkpoint: str
+    global_step: int
+    eval_metrics: dict[str, float]
+    seconds: float
+
+
+def run_config(config: PipelineConfig, model_dir: str):
+    tf = import_tensorflow()
+    trainer = config.trainer
+    return tf.estimator.RunConfig(
+        model_dir=model_dir,
+        tf_random_seed=config.seed,
+        save_checkpoints_steps=trainer.checkpoint_steps,
+        keep_checkpoint_max=trainer.keep_checkpoint_max,
+        save_summary_steps=trainer.log_steps,
+        log_step_count_steps=trainer.log_steps,
+    )
+
+
+def keras_estimator(config: PipelineConfig, built: BuildResult, model_dir: str):
+    """An Estimator for the built Keras model whose checkpoints live in `model_dir`."""
+    tf = import_tensorflow()
+    tf.keras.backend.clear_session()
+    model = tf.keras.models.load_model(built.model_uri)
+    return tf.keras.estimator.model_to_estimator(keras_model=model, config=run_config(config, model_dir))
+
+
+def input_fn(config: PipelineConfig, prepared: PrepareResult, built: BuildResult, split: str, training: bool):
+    """An Estimator input_fn over one split: shuffled and repeated for training, one full pass otherwise."""
+    schema = Schema.load(prepared.schema_uri)
+
+    def make():
+        return read_examples(
+            prepared.files[split], schema, prepared.compression, config.trainer.batch_size,
+            shuffle_buffer=config.trainer.shuffle_buffer if training else 0,
+            repeat=training, seed=config.seed, plan=built.input_plan,
+        )
+
+    return make
+
+
+def _as_floats(metrics: dict) -> dict[str, float]:
+    return {key: float(value) for key, value in (metrics or {}).items()}
+
+
+def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: BuildResult) -> TrainResult:
+    """Train until global_step reaches trainer.steps, resuming from any checkpoint in `<run_uri>/train/`."""
+    tf = import_tensorflow()
+    model_dir = stage_dir(run_uri, "train")
+    done = model_dir / "result.json"
+    if done.exists():
+        result = TrainResult.model_validate(read_json(done))
+        if result.global_step >= config.trainer.steps:
+            log.info("train: already trained to step %d in %s", result.global_step, model_dir)
+            return result
+    model_dir.mkdir(parents=True, exist_ok=True)
+    resumed_from = tf.train.latest_checkpoint(str(model_dir))
+    if resumed_from:
+        log.info("train: resuming from checkpoint %s", resumed_from)
+    estimator = keras_estimator(config, built, str(model_dir))
+    train_spec = tf.estimator.TrainSpec(
+        input_fn=input_fn(config, prepared, built, "train", training=True), max_steps=config.trainer.steps
+    )
+    eval_spec = tf.estimator.EvalSpec(
+        input_fn=input_fn(config, prepared, built, "eval", training=False),
+        steps=None, start_delay_secs=0, throttle_secs=config.trainer.eval_throttle_secs,
+    )
+    started = time.monotonic()
+    outcome = tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
+    seconds = time.monotonic() - started
+    eval_metrics = _as_floats(outcome[0] if outcome else {})
+    checkpoint = tf.train.latest_checkpoint(str(model_dir))
+    result = TrainResult(
+        model_dir=str(model_dir),
+        checkpoint=checkpoint,
+        global_step=checkpoint_step(checkpoint),
+        eval_metrics=eval_metrics,
+        seconds=round(seconds, 3),
+    )
+    write_json_atomic(done, result.model_dump(mode="json"))
+    log.info("train: reached step %d in %.1f s; eval split: %s", result.global_step, seconds, eval_metrics)
+    return result
+
+
+
+def checkpoint_step(checkpoint: str) -> int:
+    """The global step a checkpoint was saved at, from its `model.ckpt-<step>` name."""
+    return int(checkpoint.rsplit("-", 1)[1])
