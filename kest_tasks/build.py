@@ -13,7 +13,7 @@ from typing import Any
 
 from kest_tasks.config import ConfigError, PipelineConfig
 from kest_tasks.schema import Schema
-from kest_tasks.stage import StageResult, run_once
+from kest_tasks.stage import StageResult, stage_function, run_once
 from kest_tasks.tfdata import InputPlan, InputSpec, plan_model_inputs
 from kest_tasks.tfenv import import_tensorflow
 
@@ -73,6 +73,7 @@ def model_input_specs(model) -> list[InputSpec]:
     return [InputSpec(name=name, shape=list(tensor.shape)) for name, tensor in zip(model.input_names, model.inputs)]
 
 
+@stage_function
 def build(config: PipelineConfig, run_uri: str, schema_uri: str) -> BuildResult:
     """Build, compile and save the model under `<run_uri>/model/`.
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from kest_tasks.build import BuildResult
 from kest_tasks.config import PipelineConfig
 from kest_tasks.prepare import PrepareResult
-from kest_tasks.stage import StageResult, run_once
+from kest_tasks.stage import StageResult, stage_function, run_once
 from kest_tasks.storage import write_json_atomic
 from kest_tasks.train import TrainResult, input_fn, keras_estimator
 
@@ -21,6 +21,7 @@ class EvaluateResult(StageResult):
     checkpoint: str
 
 
+@stage_function
 def evaluate(
     config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: BuildResult, trained: TrainResult
 ) -> EvaluateResult:

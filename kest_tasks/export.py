@@ -19,7 +19,7 @@ from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
-from kest_tasks.stage import StageResult, run_once
+from kest_tasks.stage import StageResult, stage_function, run_once
 from kest_tasks.tfdata import feature_dtypes, read_examples, to_model_inputs
 from kest_tasks.tfenv import import_tensorflow
 from kest_tasks.train import TrainResult, keras_estimator, run_config
@@ -133,6 +133,7 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+@stage_function
 def export(
     config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: BuildResult, trained: TrainResult
 ) -> ExportResult:
@@ -155,7 +156,8 @@ def export(
             ),
             checkpoint_path=trained.checkpoint, yield_single_examples=False,
         )
-        expected = {name: _plain(values) for name, values in next(iter(in_process)).items()}
+        (batch,) = list(in_process)  # consumed whole, so the prediction session closes here
+        expected = {name: _plain(values) for name, values in batch.items()}
         answer = query_in_fresh_process(saved_model_dir, rows, tmp)
         _compare(expected, answer["outputs"], saved_model_dir)
         checked = len(next(iter(rows.values())))

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from kest_tasks.config import ConfigError, PipelineConfig
-from kest_tasks.stage import StageResult, run_once
+from kest_tasks.stage import StageResult, stage_function, run_once
 from kest_tasks.storage import write_json_atomic
 
 log = logging.getLogger("kest.gate")
@@ -53,6 +53,7 @@ def check_thresholds(config: PipelineConfig, metrics: dict[str, float]) -> list[
     return checks
 
 
+@stage_function
 def gate(config: PipelineConfig, run_uri: str, metrics: dict[str, float]) -> GateResult:
     """Decide whether the evaluated model is blessed; the reason lists every check with its numbers."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kest_tasks.config import PipelineConfig, config_to_json, load_config
-from kest_tasks.stage import StageResult, load_run_config, run_uri_for
+from kest_tasks.stage import RESULT_FILE, StageResult, load_run_config, run_uri_for
 from kest_tasks.storage import (
     local_path,
     read_json,
@@ -41,11 +41,13 @@ def configure(config_path: str | Path, overrides: dict[str, Any] | None, run_id:
     return ConfigureResult(run_uri=run_uri, config_uri=str(config_file), model_name=config.model_name)
 
 
-def summarize(run_uri: str, published_uri: str | None) -> dict[str, Any]:
-    """Write `<run_uri>/summary.json`: test metrics, the gate decision and where the model went."""
+def summarize(run_uri: str) -> dict[str, Any]:
+    """Write `<run_uri>/summary.json`: test metrics, the gate decision and where the model went (if it did)."""
     run = local_path(run_uri)
     metrics = read_json(run / "eval" / "metrics.json")
     blessing = read_json(run / "gate" / "blessing.json")
+    published = run / "publish" / RESULT_FILE
+    published_uri = read_json(published)["model_uri"] if published.exists() else None
     summary = {
         "run_uri": run_uri,
         "test_metrics": metrics["metrics"],
@@ -95,10 +97,9 @@ def run_pipeline(config_path: str | Path, overrides: dict[str, Any] | None, run_
     trained = train(config, run_uri, prepared, built)
     evaluated = evaluate(config, run_uri, prepared, built, trained)
     blessing = gate(config, run_uri, evaluated.metrics)
-    published_uri = None
     if blessing.blessed:
         exported = export(config, run_uri, prepared, built, trained)
-        published_uri = publish(config, run_uri, exported, blessing, evaluated.metrics).model_uri
+        publish(config, run_uri, exported, blessing, evaluated.metrics)
     else:
         log.info("export and publish skipped: %s", blessing.reason)
-    return summarize(run_uri, published_uri)
+    return summarize(run_uri)

@@ -17,7 +17,7 @@ from pathlib import Path
 from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
 from kest_tasks.schema import FeatureSchema, LabelSchema, Schema
-from kest_tasks.stage import StageResult, run_once
+from kest_tasks.stage import StageResult, stage_function, run_once
 from kest_tasks.storage import write_json_atomic
 from kest_tasks.tfenv import import_tensorflow
 
@@ -255,6 +255,7 @@ def check_key_columns(config: PipelineConfig, header: list[str], path: Path) -> 
         raise DataError(f"{path}: dataset.split.key column(s) {missing} not in header (columns: {', '.join(header)})")
 
 
+@stage_function
 def prepare(config: PipelineConfig, run_uri: str) -> PrepareResult:
     """Read the configured dataset and write `<run_uri>/data/`: TFRecord shards per split + schema.json.
 

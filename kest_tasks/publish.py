@@ -19,7 +19,7 @@ from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
 from kest_tasks.export import ExportResult
 from kest_tasks.gate import GateResult
-from kest_tasks.stage import StageResult
+from kest_tasks.stage import RESULT_FILE, StageResult, stage_dir, stage_function
 from kest_tasks.storage import (
     copy_tree_last,
     file_lock,
@@ -81,6 +81,7 @@ def _update_champion(model_root: Path, pointer: dict) -> None:
             log_file.write(json.dumps(pointer, sort_keys=True) + "\n")
 
 
+@stage_function
 def publish(
     config: PipelineConfig, run_uri: str, exported: ExportResult, blessing: GateResult, metrics: dict[str, float]
 ) -> PublishResult:
@@ -98,5 +99,7 @@ def publish(
         "run_uri": run_uri, "published_at": published_at,
     })
     log.info("publish: %s → %s (%d files); champion is now %s", exported.saved_model_uri, dest, files, version)
-    return PublishResult(model_uri=str(dest), version=version, champion_uri=str(model_root / "champion.json"),
-                         files=files)
+    result = PublishResult(model_uri=str(dest), version=version, champion_uri=str(model_root / "champion.json"),
+                           files=files)
+    write_json_atomic(stage_dir(run_uri, "publish") / RESULT_FILE, result.model_dump(mode="json"))
+    return result

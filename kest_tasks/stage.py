@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, validate_call
 
 from kest_tasks.config import PipelineConfig, check_safe_name
 from kest_tasks.storage import local_path, read_json, staged_dir, write_json_atomic
@@ -24,6 +24,12 @@ class StageResult(BaseModel):
 
 
 R = TypeVar("R", bound=StageResult)
+F = TypeVar("F", bound=Callable)
+
+
+def stage_function(function: F) -> F:
+    """Let a stage take its upstream results as the plain dicts XCom hands over, validated into their types."""
+    return validate_call(config=ConfigDict(arbitrary_types_allowed=False))(function)
 
 
 def safe_run_id(run_id: str) -> str:

@@ -12,7 +12,7 @@ from kest_tasks.build import BuildResult
 from kest_tasks.config import PipelineConfig
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
-from kest_tasks.stage import StageResult, stage_dir
+from kest_tasks.stage import StageResult, stage_function, stage_dir
 from kest_tasks.storage import read_json, write_json_atomic
 from kest_tasks.tfdata import read_examples
 from kest_tasks.tfenv import import_tensorflow
@@ -67,6 +67,7 @@ def _as_floats(metrics: dict) -> dict[str, float]:
     return {key: float(value) for key, value in (metrics or {}).items()}
 
 
+@stage_function
 def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: BuildResult) -> TrainResult:
     """Train until global_step reaches trainer.steps, resuming from any checkpoint in `<run_uri>/train/`."""
     tf = import_tensorflow()

@@ -1,0 +1,51 @@
+# kest: `make run` sets everything up and runs the default pipeline; `make test` sets up and runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: run test bench lint airflow-home clean
+
+# The venv is (re)installed when a requirements or constraints file changes; a second run reuses it.
+$(VENV)/.runtime: requirements.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+$(AIRFLOW_HOME)/.migrated: $(VENV)/.runtime
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/migrate.log; exit 1)
+	touch $@
+
+airflow-home: $(AIRFLOW_HOME)/.migrated
+
+run: $(AIRFLOW_HOME)/.migrated
+	$(BIN)/airflow dags test kest_pipeline > $(AIRFLOW_HOME)/last-run.log 2>&1; \
+	  status=$$?; grep -E "\[kest[a-z.]*\]|\[tensorflow\]|\[error|Traceback|Error:" $(AIRFLOW_HOME)/last-run.log | tail -40; \
+	  echo "full log: $(AIRFLOW_HOME)/last-run.log"; \
+	  test $$status -eq 0 || exit $$status
+	@echo "================ kest: default pipeline finished ================"
+	@$(BIN)/python -m kest_tasks summary
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -ra
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check kest_tasks dags plugins tests bench
+
+clean:
+	rm -rf $(AIRFLOW_HOME) artifacts

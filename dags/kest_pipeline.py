@@ -1,0 +1,156 @@
+"""
+### kest: a Keras model trained as a TensorFlow Estimator, from data to a published model
+
+`configure → prepare → build → train → evaluate → gate → blessed? → export → publish → summarize`
+
+Each task calls one stage of the `kest_tasks` library and passes only small JSON (URIs, counts, metrics)
+on. Artifacts live in the run folder `<artifact_root>/runs/<run_id>/`; a blessed model is published to
+`<export.root>/<model_name>/<version>/` and named in `champion.json` there.
+
+Trigger with a different config file (`config_path`) or override single values (`overrides`, nested like
+the config: `{"trainer": {"steps": 1000}}`). A model that fails the gate is not exported or published:
+those tasks are skipped, the run stays green and the gate task's log says why.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+from pathlib import Path
+
+from airflow.sdk import Param, dag, task
+
+KEST_HOME = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = os.environ.get("KEST_CONFIG", str(KEST_HOME / "configs" / "iris.yaml"))
+
+
+@contextlib.contextmanager
+def bad_input_fails_without_retry():
+    """Bad input (a KestError) fails the task at once with its one-line message; retrying cannot fix it."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kest_tasks.errors import KestError
+
+    try:
+        yield
+    except KestError as error:
+        raise AirflowFailException(str(error)) from None
+
+
+def run_config(run: dict):
+    from kest_tasks.stage import load_run_config
+
+    return load_run_config(run["run_uri"])
+
+
+@dag(
+    dag_id="kest_pipeline",
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=4,
+    doc_md=__doc__,
+    tags=["kest", "ml"],
+    default_args={"owner": "kest", "retries": 2, "retry_delay": dt.timedelta(seconds=5)},
+    params={
+        "config_path": Param(DEFAULT_CONFIG, type="string", title="Config file",
+                             description="Pipeline config (YAML or JSON) on the workers' file system."),
+        "overrides": Param({}, type="object", title="Config overrides",
+                           description='Nested values that replace the file\'s, e.g. {"trainer": {"steps": 1000}}.'),
+    },
+)
+def kest_pipeline():
+    @task
+    def configure(params=None, run_id=None) -> dict:
+        """Validate the config file plus overrides and freeze it in the run folder."""
+        from kest_tasks.pipeline import configure
+
+        with bad_input_fails_without_retry():
+            return configure(params["config_path"], params["overrides"], run_id).model_dump(mode="json")
+
+    @task
+    def prepare(run: dict) -> dict:
+        """Read the dataset, infer its schema, hash-split it and write gzip TFRecord shards."""
+        from kest_tasks.prepare import prepare
+
+        with bad_input_fails_without_retry():
+            return prepare(run_config(run), run["run_uri"]).model_dump(mode="json")
+
+    @task
+    def build(run: dict, prepared: dict) -> dict:
+        """Build and compile the configured Keras model; save it as HDF5."""
+        from kest_tasks.build import build
+
+        with bad_input_fails_without_retry():
+            return build(run_config(run), run["run_uri"], prepared["schema_uri"]).model_dump(mode="json")
+
+    @task
+    def train(run: dict, prepared: dict, built: dict) -> dict:
+        """model_to_estimator + train_and_evaluate; a retry resumes from the last checkpoint."""
+        from kest_tasks.train import train
+
+        with bad_input_fails_without_retry():
+            return train(run_config(run), run["run_uri"], prepared, built).model_dump(mode="json")
+
+    @task
+    def evaluate(run: dict, prepared: dict, built: dict, trained: dict) -> dict:
+        """Loss and accuracy on the whole held-out test split."""
+        from kest_tasks.evaluate import evaluate
+
+        with bad_input_fails_without_retry():
+            return evaluate(run_config(run), run["run_uri"], prepared, built, trained).model_dump(mode="json")
+
+    @task
+    def gate(run: dict, evaluated: dict) -> dict:
+        """Bless the model only if every configured threshold holds."""
+        from kest_tasks.gate import gate
+
+        with bad_input_fails_without_retry():
+            return gate(run_config(run), run["run_uri"], evaluated["metrics"]).model_dump(mode="json")
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def blessed(blessing: dict) -> bool:
+        """Let export and publish run only for a blessed model; otherwise skip them, saying why."""
+        import logging
+
+        logging.getLogger("kest").info("%s", blessing["reason"])
+        return blessing["blessed"]
+
+    @task
+    def export(run: dict, prepared: dict, built: dict, trained: dict) -> dict:
+        """Export a SavedModel and check, in a fresh process, that it answers like the trained model."""
+        from kest_tasks.export import export
+
+        with bad_input_fails_without_retry():
+            return export(run_config(run), run["run_uri"], prepared, built, trained).model_dump(mode="json")
+
+    @task
+    def publish(run: dict, exported: dict, blessing: dict, evaluated: dict) -> dict:
+        """Copy the SavedModel to the export root (saved_model.pb last) and make it the champion."""
+        from kest_tasks.publish import publish
+
+        with bad_input_fails_without_retry():
+            return publish(run_config(run), run["run_uri"], exported, blessing, evaluated["metrics"]).model_dump(
+                mode="json"
+            )
+
+    @task(trigger_rule="none_failed")
+    def summarize(run: dict) -> dict:
+        """Test metrics, gate decision and the published model's location, in the log and summary.json."""
+        from kest_tasks.pipeline import summarize
+
+        return summarize(run["run_uri"])
+
+    run = configure()
+    prepared = prepare(run)
+    built = build(run, prepared)
+    trained = train(run, prepared, built)
+    evaluated = evaluate(run, prepared, built, trained)
+    blessing = gate(run, evaluated)
+    exported = export(run, prepared, built, trained)
+    published = publish(run, exported, blessing, evaluated)
+    blessed(blessing) >> exported
+    published >> summarize(run)
+
+
+kest_pipeline()
