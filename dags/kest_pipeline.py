@@ -26,7 +26,7 @@ DEFAULT_CONFIG = os.environ.get("KEST_CONFIG", str(KEST_HOME / "configs" / "iris
 
 @contextlib.contextmanager
 def bad_input_fails_without_retry():
-    """Bad input (a KestError) fails the task at once with its one-line message; retrying cannot fix it."""
+    """Bad input (a KestError) fails the task at once with its one-line message: retrying cannot fix it."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from kest_tasks.errors import KestError
@@ -37,10 +37,23 @@ def bad_input_fails_without_retry():
         raise AirflowFailException(str(error)) from None
 
 
-def run_config(run: dict):
+def call_stage(stage: str, run: dict | None, **upstream: dict | None) -> dict:
+    """Call `kest_tasks.<stage>.<stage>(config, run_uri, **upstream)` and return its result as JSON for XCom."""
+    import importlib
+
+    from airflow.sdk.exceptions import AirflowFailException
+
     from kest_tasks.stage import load_run_config
 
-    return load_run_config(run["run_uri"])
+    missing = [name for name, value in {"run": run, **upstream}.items() if value is None]
+    if missing:
+        raise AirflowFailException(
+            f"no upstream result for {', '.join(missing)} in this DAG run: run the upstream tasks of the same "
+            "run first (e.g. `airflow tasks test kest_pipeline configure <run_id>`)"
+        )
+    function = getattr(importlib.import_module(f"kest_tasks.{stage}"), stage)
+    with bad_input_fails_without_retry():
+        return function(load_run_config(run["run_uri"]), run["run_uri"], **upstream).model_dump(mode="json")
 
 
 @dag(
@@ -71,42 +84,27 @@ def kest_pipeline():
     @task
     def prepare(run: dict) -> dict:
         """Read the dataset, infer its schema, hash-split it and write gzip TFRecord shards."""
-        from kest_tasks.prepare import prepare
-
-        with bad_input_fails_without_retry():
-            return prepare(run_config(run), run["run_uri"]).model_dump(mode="json")
+        return call_stage("prepare", run)
 
     @task
     def build(run: dict, prepared: dict) -> dict:
         """Build and compile the configured Keras model; save it as HDF5."""
-        from kest_tasks.build import build
-
-        with bad_input_fails_without_retry():
-            return build(run_config(run), run["run_uri"], prepared["schema_uri"]).model_dump(mode="json")
+        return call_stage("build", run, prepared=prepared)
 
     @task
     def train(run: dict, prepared: dict, built: dict) -> dict:
         """model_to_estimator + train_and_evaluate; a retry resumes from the last checkpoint."""
-        from kest_tasks.train import train
-
-        with bad_input_fails_without_retry():
-            return train(run_config(run), run["run_uri"], prepared, built).model_dump(mode="json")
+        return call_stage("train", run, prepared=prepared, built=built)
 
     @task
     def evaluate(run: dict, prepared: dict, built: dict, trained: dict) -> dict:
         """Loss and accuracy on the whole held-out test split."""
-        from kest_tasks.evaluate import evaluate
-
-        with bad_input_fails_without_retry():
-            return evaluate(run_config(run), run["run_uri"], prepared, built, trained).model_dump(mode="json")
+        return call_stage("evaluate", run, prepared=prepared, built=built, trained=trained)
 
     @task
     def gate(run: dict, evaluated: dict) -> dict:
         """Bless the model only if every configured threshold holds."""
-        from kest_tasks.gate import gate
-
-        with bad_input_fails_without_retry():
-            return gate(run_config(run), run["run_uri"], evaluated["metrics"]).model_dump(mode="json")
+        return call_stage("gate", run, evaluated=evaluated)
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def blessed(blessing: dict) -> bool:
@@ -119,20 +117,12 @@ def kest_pipeline():
     @task
     def export(run: dict, prepared: dict, built: dict, trained: dict) -> dict:
         """Export a SavedModel and check, in a fresh process, that it answers like the trained model."""
-        from kest_tasks.export import export
-
-        with bad_input_fails_without_retry():
-            return export(run_config(run), run["run_uri"], prepared, built, trained).model_dump(mode="json")
+        return call_stage("export", run, prepared=prepared, built=built, trained=trained)
 
     @task
     def publish(run: dict, exported: dict, blessing: dict, evaluated: dict) -> dict:
         """Copy the SavedModel to the export root (saved_model.pb last) and make it the champion."""
-        from kest_tasks.publish import publish
-
-        with bad_input_fails_without_retry():
-            return publish(run_config(run), run["run_uri"], exported, blessing, evaluated["metrics"]).model_dump(
-                mode="json"
-            )
+        return call_stage("publish", run, exported=exported, blessing=blessing, evaluated=evaluated)
 
     @task(trigger_rule="none_failed")
     def summarize(run: dict) -> dict:

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from kest_tasks.config import ConfigError, PipelineConfig
+from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
-from kest_tasks.stage import StageResult, stage_function, run_once
+from kest_tasks.stage import StageResult, run_once, stage_function
 from kest_tasks.tfdata import InputPlan, InputSpec, plan_model_inputs
 from kest_tasks.tfenv import import_tensorflow
 
@@ -74,14 +75,14 @@ def model_input_specs(model) -> list[InputSpec]:
 
 
 @stage_function
-def build(config: PipelineConfig, run_uri: str, schema_uri: str) -> BuildResult:
+def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> BuildResult:
     """Build, compile and save the model under `<run_uri>/model/`.
 
     Raises ConfigError for an unknown builder and ModelInputError when the model's inputs do not match
     the dataset's features.
     """
     tf = import_tensorflow()
-    schema = Schema.load(schema_uri)
+    schema = Schema.load(prepared.schema_uri)
     try:
         builder = BUILDERS[config.model.builder]
     except KeyError:

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         for text in args.overrides:
             overrides = deep_merge(overrides, parse_override(text))
         if args.command == "run":
-            run_id = args.run_id or "cli__" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+            run_id = args.run_id or "cli__" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
             summary = run_pipeline(args.config, overrides, run_id)
         else:
             summary = latest_summary(load_config(args.config, overrides))

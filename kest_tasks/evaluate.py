@@ -7,7 +7,7 @@ from pathlib import Path
 from kest_tasks.build import BuildResult
 from kest_tasks.config import PipelineConfig
 from kest_tasks.prepare import PrepareResult
-from kest_tasks.stage import StageResult, stage_function, run_once
+from kest_tasks.stage import StageResult, run_once, stage_function
 from kest_tasks.storage import write_json_atomic
 from kest_tasks.train import TrainResult, input_fn, keras_estimator
 

@@ -19,7 +19,7 @@ from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
-from kest_tasks.stage import StageResult, stage_function, run_once
+from kest_tasks.stage import StageResult, run_once, stage_function
 from kest_tasks.tfdata import feature_dtypes, read_examples, to_model_inputs
 from kest_tasks.tfenv import import_tensorflow
 from kest_tasks.train import TrainResult, keras_estimator, run_config

@@ -7,7 +7,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from kest_tasks.config import ConfigError, PipelineConfig
-from kest_tasks.stage import StageResult, stage_function, run_once
+from kest_tasks.evaluate import EvaluateResult
+from kest_tasks.stage import StageResult, run_once, stage_function
 from kest_tasks.storage import write_json_atomic
 
 log = logging.getLogger("kest.gate")
@@ -42,9 +43,8 @@ def check_thresholds(config: PipelineConfig, metrics: dict[str, float]) -> list[
     checks = []
     for metric, threshold in sorted(config.gate.thresholds.items()):
         if metric not in metrics:
-            raise ConfigError(
-                f"gate.thresholds.{metric}: evaluation produced no such metric (available: {', '.join(sorted(metrics))})"
-            )
+            available = ", ".join(sorted(metrics))
+            raise ConfigError(f"gate.thresholds.{metric}: evaluation produced no such metric (available: {available})")
         value = metrics[metric]
         passed = (threshold.lower is None or value >= threshold.lower) and (
             threshold.upper is None or value <= threshold.upper
@@ -54,11 +54,11 @@ def check_thresholds(config: PipelineConfig, metrics: dict[str, float]) -> list[
 
 
 @stage_function
-def gate(config: PipelineConfig, run_uri: str, metrics: dict[str, float]) -> GateResult:
+def gate(config: PipelineConfig, run_uri: str, evaluated: EvaluateResult) -> GateResult:
     """Decide whether the evaluated model is blessed; the reason lists every check with its numbers."""
 
     def produce(tmp: Path, final: Path) -> GateResult:
-        checks = check_thresholds(config, metrics)
+        checks = check_thresholds(config, evaluated.metrics)
         blessed = all(check.passed for check in checks)
         reason = ("blessed: " if blessed else "not blessed: ") + "; ".join(c.describe() for c in checks)
         write_json_atomic(tmp / "blessing.json", {

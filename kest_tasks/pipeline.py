@@ -93,13 +93,13 @@ def run_pipeline(config_path: str | Path, overrides: dict[str, Any] | None, run_
     run_uri = configured.run_uri
     config = load_run_config(run_uri)
     prepared = prepare(config, run_uri)
-    built = build(config, run_uri, prepared.schema_uri)
+    built = build(config, run_uri, prepared)
     trained = train(config, run_uri, prepared, built)
     evaluated = evaluate(config, run_uri, prepared, built, trained)
-    blessing = gate(config, run_uri, evaluated.metrics)
+    blessing = gate(config, run_uri, evaluated)
     if blessing.blessed:
         exported = export(config, run_uri, prepared, built, trained)
-        publish(config, run_uri, exported, blessing, evaluated.metrics)
+        publish(config, run_uri, exported, blessing, evaluated)
     else:
         log.info("export and publish skipped: %s", blessing.reason)
     return summarize(run_uri)

@@ -17,7 +17,7 @@ from pathlib import Path
 from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
 from kest_tasks.schema import FeatureSchema, LabelSchema, Schema
-from kest_tasks.stage import StageResult, stage_function, run_once
+from kest_tasks.stage import StageResult, run_once, stage_function
 from kest_tasks.storage import write_json_atomic
 from kest_tasks.tfenv import import_tensorflow
 

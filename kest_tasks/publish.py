@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
+from kest_tasks.evaluate import EvaluateResult
 from kest_tasks.export import ExportResult
 from kest_tasks.gate import GateResult
 from kest_tasks.stage import RESULT_FILE, StageResult, stage_dir, stage_function
@@ -46,7 +47,7 @@ class PublishResult(StageResult):
 
 def version_name(exported: ExportResult, run_uri: str) -> str:
     """`<UTC export time>-<8 hex of the run>`: sortable, unique per run, the same on every retry."""
-    stamp = dt.datetime.fromtimestamp(int(exported.exported_at), tz=dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.fromtimestamp(int(exported.exported_at), tz=dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{hashlib.sha256(run_uri.encode()).hexdigest()[:8]}"
 
 
@@ -83,7 +84,7 @@ def _update_champion(model_root: Path, pointer: dict) -> None:
 
 @stage_function
 def publish(
-    config: PipelineConfig, run_uri: str, exported: ExportResult, blessing: GateResult, metrics: dict[str, float]
+    config: PipelineConfig, run_uri: str, exported: ExportResult, blessing: GateResult, evaluated: EvaluateResult
 ) -> PublishResult:
     """Publish a blessed export and point champion.json at it. Raises PublishError if not blessed."""
     if not blessing.blessed:
@@ -91,9 +92,10 @@ def publish(
     model_root = local_path(config.export.root) / config.model_name
     version = version_name(exported, run_uri)
     dest = model_root / version
+    metrics = evaluated.metrics
     record = {"run_uri": run_uri, "version": version, "metrics": metrics}
     files = _copy_version(Path(exported.saved_model_uri), dest, record)
-    published_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    published_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     _update_champion(model_root, {
         "version": version, "model_uri": str(dest), "metrics": metrics,
         "run_uri": run_uri, "published_at": published_at,

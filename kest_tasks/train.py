@@ -12,7 +12,7 @@ from kest_tasks.build import BuildResult
 from kest_tasks.config import PipelineConfig
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
-from kest_tasks.stage import StageResult, stage_function, stage_dir
+from kest_tasks.stage import StageResult, stage_dir, stage_function
 from kest_tasks.storage import read_json, write_json_atomic
 from kest_tasks.tfdata import read_examples
 from kest_tasks.tfenv import import_tensorflow

@@ -1,0 +1,54 @@
+"""Shared fixtures. Airflow's environment is set here, before any test imports airflow."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IRIS_CONFIG = REPO / "configs" / "iris.yaml"
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="kest-airflow-home-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata DB in a temporary AIRFLOW_HOME."""
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=600)
+    return _AIRFLOW_HOME
+
+
+def iris_overrides(root: Path, **extra) -> dict:
+    """Overrides that keep a run's artifacts and published models under `root`."""
+    overrides = {"artifact_root": str(root / "artifacts"), "export": {"root": str(root / "models")}}
+    for key, value in extra.items():
+        overrides[key] = {**overrides.get(key, {}), **value} if isinstance(value, dict) else value
+    return overrides
+
+
+@pytest.fixture
+def iris_config(tmp_path):
+    from kest_tasks.config import load_config
+
+    return load_config(IRIS_CONFIG, iris_overrides(tmp_path))
+
+
+@pytest.fixture(scope="session")
+def iris_run(tmp_path_factory):
+    """One full pipeline run on Iris (in process, no Airflow), shared by the stage tests that read its outputs."""
+    from kest_tasks.pipeline import run_pipeline
+    from kest_tasks.stage import load_run_config
+
+    root = tmp_path_factory.mktemp("iris-run")
+    summary = run_pipeline(IRIS_CONFIG, iris_overrides(root), "session-run")
+    return {"root": root, "summary": summary, "config": load_run_config(summary["run_uri"])}

@@ -1,0 +1,79 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kest_tasks import publish as publish_module
+from kest_tasks.evaluate import EvaluateResult
+from kest_tasks.export import ExportError, ExportResult, query_in_fresh_process
+from kest_tasks.gate import GateResult
+from kest_tasks.publish import PublishError, publish
+
+pytestmark = pytest.mark.slow
+
+
+def _results(iris_run):
+    run = Path(iris_run["summary"]["run_uri"])
+    exported = ExportResult.model_validate_json((run / "export" / "result.json").read_text())
+    blessing = GateResult.model_validate_json((run / "gate" / "result.json").read_text())
+    evaluated = EvaluateResult.model_validate_json((run / "eval" / "result.json").read_text())
+    return run, exported, blessing, evaluated
+
+
+def test_published_layout_and_champion(iris_run):
+    published = Path(iris_run["summary"]["published_model"])
+    assert published.parent == iris_run["root"] / "models" / "iris"
+    assert (published / "saved_model.pb").exists() and (published / "variables").is_dir()
+    champion = json.loads((published.parent / "champion.json").read_text())
+    assert champion["model_uri"] == str(published) and champion["version"] == published.name
+    assert champion["metrics"]["accuracy"] >= 0.9
+    history = (published.parent / "champions.jsonl").read_text().splitlines()
+    assert [json.loads(line)["version"] for line in history] == [published.name]
+
+
+def test_serving_signature_takes_raw_named_features(iris_run):
+    published = Path(iris_run["summary"]["published_model"])
+    rows = {"sepal_length": [5.1, 6.7], "sepal_width": [3.5, 3.0], "petal_length": [1.4, 5.2],
+            "petal_width": [0.2, 2.3]}
+    answer = query_in_fresh_process(published, rows, Path(iris_run["root"]))
+    outputs = answer["outputs"]
+    assert outputs["classes"] == ["setosa", "virginica"]
+    assert outputs["class_ids"] == [0, 2]
+    assert all(abs(sum(p) - 1) < 1e-5 for p in outputs["probabilities"])
+
+
+def test_republish_is_idempotent(iris_run):
+    run, exported, blessing, evaluated = _results(iris_run)
+    config = iris_run["config"]
+    again = publish(config, str(run), exported, blessing, evaluated)
+    assert again.model_uri == iris_run["summary"]["published_model"]
+    history = (Path(again.model_uri).parent / "champions.jsonl").read_text().splitlines()
+    assert len(history) == 1
+
+
+def test_a_version_is_never_overwritten_by_another_run(iris_run, monkeypatch):
+    run, exported, blessing, evaluated = _results(iris_run)
+    config = iris_run["config"]
+    version = Path(iris_run["summary"]["published_model"]).name
+    # Another run whose id hashes differently but claims the same version folder.
+    other = run.parent / "other-run"
+    shutil.copytree(run, other, dirs_exist_ok=True)
+    monkeypatch.setattr(publish_module, "version_name", lambda exported, run_uri: version)
+    with pytest.raises(PublishError, match="already holds a model from another run"):
+        publish(config, str(other), exported, blessing, evaluated)
+
+
+def test_unblessed_model_is_refused(iris_run):
+    run, exported, blessing, evaluated = _results(iris_run)
+    refused = blessing.model_copy(update={"blessed": False, "reason": "not blessed: x"})
+    with pytest.raises(PublishError, match=r"not blessed \(not blessed: x\)"):
+        publish(iris_run["config"], str(run), exported, refused, evaluated)
+
+
+def test_a_broken_saved_model_is_caught_in_the_fresh_process(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a protobuf")
+    with pytest.raises(ExportError, match="failed to load or answer in a fresh process"):
+        query_in_fresh_process(broken, {"x": [1.0]}, tmp_path)

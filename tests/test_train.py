@@ -1,0 +1,51 @@
+import logging
+from pathlib import Path
+
+import pytest
+
+from kest_tasks.build import build
+from kest_tasks.prepare import prepare
+from kest_tasks.train import train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def upstream(iris_config, tmp_path):
+    run = str(tmp_path / "run")
+    prepared = prepare(iris_config, run)
+    return run, prepared, build(iris_config, run, prepared)
+
+
+def test_trains_to_the_configured_step_with_checkpoints_and_summaries(iris_config, upstream):
+    run, prepared, built = upstream
+    iris_config.trainer.steps = 120
+    iris_config.trainer.checkpoint_steps = 50
+    result = train(iris_config, run, prepared, built)
+    assert result.global_step == 120
+    assert result.checkpoint.endswith("model.ckpt-120")
+    assert {"accuracy", "loss"} <= set(result.eval_metrics)
+    events = list(Path(result.model_dir).glob("events.out.tfevents.*"))
+    eval_events = list(Path(result.model_dir).glob("eval/events.out.tfevents.*"))
+    assert events and eval_events
+
+
+def test_retry_resumes_from_the_last_checkpoint(iris_config, upstream, caplog):
+    run, prepared, built = upstream
+    iris_config.trainer.steps = 60
+    iris_config.trainer.checkpoint_steps = 30
+    assert train(iris_config, run, prepared, built).global_step == 60
+    iris_config.trainer.steps = 100
+    caplog.set_level(logging.INFO)
+    result = train(iris_config, run, prepared, built)
+    assert result.global_step == 100
+    assert "resuming from checkpoint" in caplog.text and "model.ckpt-60" in caplog.text
+
+
+def test_finished_training_is_not_repeated(iris_config, upstream, caplog):
+    run, prepared, built = upstream
+    iris_config.trainer.steps = 40
+    first = train(iris_config, run, prepared, built)
+    caplog.set_level(logging.INFO)
+    assert train(iris_config, run, prepared, built) == first
+    assert "already trained to step 40" in caplog.text
