@@ -1,0 +1,117 @@
+"""The DAG itself: it parses without TensorFlow, and real `dag.test()` runs take Iris to a published model."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, iris_overrides
+
+DAG_FILE = REPO / "dags" / "kest_pipeline.py"
+STAGES = ["configure", "prepare", "build", "train", "evaluate", "gate", "blessed", "export", "publish", "summarize"]
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAG_FILE))
+    assert bag.import_errors == {}
+    return bag.get_dag("kest_pipeline")
+
+
+def test_dag_has_every_stage_in_order(dag):
+    assert sorted(dag.task_ids) == sorted(STAGES)
+    assert dag.get_task("blessed").downstream_task_ids == {"export"}
+    assert dag.get_task("export").downstream_task_ids == {"publish"}
+    assert dag.get_task("summarize").trigger_rule == "none_failed"
+    assert dag.get_task("train").retries == 2
+    for task_id in STAGES:
+        assert dag.get_task(task_id).doc_md, f"{task_id} has no doc"
+
+
+def test_dag_file_imports_no_tensorflow():
+    probe = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('kest_dag', {str(DAG_FILE)!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tensorflow_estimator')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in run.get_task_instances()}
+
+
+def _run_folder(artifacts: Path) -> Path:
+    (folder,) = (artifacts / "runs").iterdir()
+    return folder
+
+
+@pytest.mark.slow
+def test_dag_run_publishes_a_model_that_classifies_iris(dag, tmp_path):
+    from kest_tasks.schema import Schema
+    from kest_tasks.tfdata import read_examples
+    from kest_tasks.tfenv import import_tensorflow
+
+    run = dag.test(run_conf={"overrides": iris_overrides(tmp_path)})
+    assert run.state == "success", _states(run)
+    assert set(_states(run).values()) == {"success"}
+    folder = _run_folder(tmp_path / "artifacts")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["blessed"] is True
+    published = Path(summary["published_model"])
+    assert published.parent == tmp_path / "models" / "iris"
+    assert json.loads((published.parent / "champion.json").read_text())["model_uri"] == str(published)
+
+    # The published SavedModel on its own: raw named features in, class ids out, over the whole test split.
+    tf = import_tensorflow()
+    schema = Schema.load(folder / "data" / "schema.json")
+    serve = tf.saved_model.load(str(published)).signatures["serving_default"]
+    correct = total = 0
+    for features, labels in read_examples(sorted(map(str, (folder / "data").glob("test-*"))), schema, "GZIP", 64):
+        predicted = serve(**features)["class_ids"].numpy()
+        correct += int((predicted == labels.numpy()).sum())
+        total += int(labels.shape[0])
+    prepared = json.loads((folder / "data" / "result.json").read_text())
+    assert total == prepared["split_rows"]["test"]
+    assert correct / total >= 0.9
+
+    # One task alone, again, on the same run: `airflow tasks test` reuses the finished output.
+    airflow = Path(sys.executable).with_name("airflow")
+    mtime = (folder / "eval" / "metrics.json").stat().st_mtime_ns
+    alone = subprocess.run([str(airflow), "tasks", "test", "kest_pipeline", "evaluate", run.run_id],
+                           capture_output=True, text=True, timeout=600)
+    assert alone.returncode == 0, alone.stdout[-3000:] + alone.stderr[-3000:]
+    assert "already done" in alone.stdout + alone.stderr
+    assert (folder / "eval" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_impossible_threshold_skips_export_and_publish(dag, tmp_path):
+    overrides = iris_overrides(tmp_path, gate={"thresholds": {"accuracy": {"lower": 1.01}}})
+    overrides["trainer"] = {"steps": 50}
+    run = dag.test(run_conf={"overrides": overrides})
+    states = _states(run)
+    assert run.state == "success", states
+    assert states["export"] == "skipped" and states["publish"] == "skipped"
+    assert states["summarize"] == "success" and states["gate"] == "success"
+    summary = json.loads((_run_folder(tmp_path / "artifacts") / "summary.json").read_text())
+    assert summary["blessed"] is False and summary["published_model"] is None
+    assert "accuracy" in summary["gate"] and "needs >= 1.01" in summary["gate"]
+    assert not (tmp_path / "models").exists()
+
+
+def test_bad_config_fails_the_first_task_without_retries(dag, tmp_path, capfd):
+    run = dag.test(run_conf={"overrides": {**iris_overrides(tmp_path), "trainer": {"stepz": 1}}})
+    states = _states(run)
+    assert run.state == "failed"
+    assert states["configure"] == "failed"
+    output = "".join(capfd.readouterr())
+    assert "AirflowFailException: invalid config " in output and "trainer.stepz: unknown key" in output
+    assert not (tmp_path / "artifacts").exists()
