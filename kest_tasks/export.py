@@ -19,6 +19,7 @@ from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
+from kest_tasks.serving_check import to_plain_list
 from kest_tasks.stage import StageResult, run_once, stage_function
 from kest_tasks.tfdata import feature_dtypes, read_examples, to_model_inputs
 from kest_tasks.tfenv import import_tensorflow
@@ -85,13 +86,7 @@ def _serving_input_fn(schema: Schema, built: BuildResult):
 
 def _test_rows(prepared: PrepareResult, schema: Schema, count: int) -> dict[str, list]:
     rows = next(iter(read_examples(prepared.files["test"], schema, prepared.compression, count)))[0]
-    return {name: _plain(values.numpy()) for name, values in rows.items()}
-
-
-def _plain(array) -> list:
-    if array.dtype.kind in "SO":
-        return [item.decode() for item in array.tolist()]
-    return array.tolist()
+    return {name: to_plain_list(values.numpy()) for name, values in rows.items()}
 
 
 def query_in_fresh_process(saved_model_dir: Path, inputs: dict[str, list], workdir: Path) -> dict:
@@ -157,7 +152,7 @@ def export(
             checkpoint_path=trained.checkpoint, yield_single_examples=False,
         )
         (batch,) = list(in_process)  # consumed whole, so the prediction session closes here
-        expected = {name: _plain(values) for name, values in batch.items()}
+        expected = {name: to_plain_list(values) for name, values in batch.items()}
         answer = query_in_fresh_process(saved_model_dir, rows, tmp)
         _compare(expected, answer["outputs"], saved_model_dir)
         checked = len(next(iter(rows.values())))

@@ -31,13 +31,16 @@ class ConfigureResult(StageResult):
 def configure(config_path: str | Path, overrides: dict[str, Any] | None, run_id: str) -> ConfigureResult:
     """Validate the config (file + overrides) and freeze it as `<run_uri>/config.json` for the later stages.
 
-    A retry with the same inputs rewrites the same file; a run's stages all see one config.
+    A retry keeps the frozen config, so every stage of a run sees the same one even if the file changed since.
     """
     config = load_config(config_path, overrides)
     run_uri = run_uri_for(config, run_id)
     config_file = local_path(run_uri) / "config.json"
-    write_bytes_atomic(config_file, config_to_json(config).encode())
-    log.info("configure: run folder %s, config from %s", run_uri, config_path)
+    if config_file.exists():
+        log.info("configure: run folder %s already has its config; keeping it", run_uri)
+    else:
+        write_bytes_atomic(config_file, config_to_json(config).encode())
+        log.info("configure: run folder %s, config from %s", run_uri, config_path)
     return ConfigureResult(run_uri=run_uri, config_uri=str(config_file), model_name=config.model_name)
 
 

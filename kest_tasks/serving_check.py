@@ -28,12 +28,13 @@ def query(saved_model_dir: str, inputs: dict[str, list]) -> dict:
         tensors[name] = tf.constant(inputs[name], dtype=spec.dtype)
     outputs = signature(**tensors)
     return {
-        "outputs": {name: _plain(value.numpy()) for name, value in outputs.items()},
+        "outputs": {name: to_plain_list(value.numpy()) for name, value in outputs.items()},
         "load_seconds": load_seconds,
     }
 
 
-def _plain(array) -> list:
+def to_plain_list(array) -> list:
+    """A numpy array as JSON-ready lists (bytes decoded to str)."""
     if array.dtype.kind in "SO":
         return [item.decode() if isinstance(item, bytes) else item for item in array.tolist()]
     return array.tolist()
