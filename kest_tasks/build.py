@@ -56,6 +56,35 @@ def iris_mlp(schema: Schema, config: PipelineConfig):
     ])
 
 
+@register_builder("tabular")
+def tabular_mlp(schema: Schema, config: PipelineConfig):
+    """An MLP for tabular data sized from the schema: one named input per feature, numeric features normalised
+    with the training statistics, string features one-hot over their vocabulary (plus one unknown slot).
+
+    params: hidden_units (list of widths, default [64, 32]), dropout (default 0.1).
+    """
+    tf = import_tensorflow()
+    params = {"hidden_units": [64, 32], "dropout": 0.1} | config.model.params
+    inputs, encoded = [], []
+    for feature in schema.features:
+        if feature.type == "string":
+            size = len(feature.vocabulary or []) + 1
+            layer = tf.keras.Input(shape=(1,), dtype=tf.int64, name=feature.name)
+            encoded.append(tf.keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(layer))
+        else:
+            layer = tf.keras.Input(shape=(1,), dtype=tf.float32, name=feature.name)
+            std = feature.std or 1.0
+            encoded.append(tf.keras.layers.Normalization(mean=feature.mean or 0.0, variance=std * std)(layer))
+        inputs.append(layer)
+    hidden = tf.keras.layers.Concatenate()(encoded) if len(encoded) > 1 else encoded[0]
+    for width in params["hidden_units"]:
+        hidden = tf.keras.layers.Dense(int(width), activation="relu")(hidden)
+        if params["dropout"]:
+            hidden = tf.keras.layers.Dropout(float(params["dropout"]))(hidden)
+    outputs = schema.num_classes if schema.label.kind == "classification" else 1
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(outputs, name="output")(hidden))
+
+
 def compile_model(model, schema: Schema, config: PipelineConfig) -> None:
     tf = import_tensorflow()
     # The Estimator only takes legacy optimizers (it converts others, with a warning per run).

@@ -66,14 +66,70 @@ class SplitConfig(_Section):
         return {"train": self.train / total, "eval": self.eval / total, "test": self.test / total}
 
 
+SplitName = Literal["train", "eval", "test"]
+AnomalyKind = Literal[
+    "missing_column", "new_column", "type_change", "out_of_range", "unseen_category", "unknown_label",
+    "nan_or_inf", "too_many_missing",
+]
+DEFAULT_SEVERITY: dict[str, str] = {
+    "missing_column": "error", "new_column": "warning", "type_change": "error", "out_of_range": "warning",
+    "unseen_category": "warning", "unknown_label": "error", "nan_or_inf": "error", "too_many_missing": "warning",
+}
+
+
+class TfdsConfig(_Section):
+    name: str = Field(..., description="TFDS dataset name (optionally name/config:version).")
+    split: str = Field("train", description="TFDS split to read, e.g. 'train' or 'train[:80%]'.")
+    data_dir: str = Field(..., description="Local TFDS data_dir holding the prepared dataset (never downloaded).")
+
+
+class ValidationConfig(_Section):
+    severity: dict[AnomalyKind, Literal["error", "warning", "ignore"]] = Field(
+        default_factory=dict, description="Override the severity of an anomaly kind."
+    )
+    max_missing_increase: float = Field(
+        0.05, ge=0, le=1, description="Missing-value fraction allowed above the pinned schema's before it is an anomaly."
+    )
+
+    def severity_of(self, kind: str) -> str:
+        return self.severity.get(kind, DEFAULT_SEVERITY[kind])
+
+
 class DatasetConfig(_Section):
-    source: Literal["csv"] = Field("csv", description="Kind of input data.")
-    path: str = Field(..., description="CSV file (relative paths are resolved against the config file).")
+    source: Literal["csv", "tfds", "npz"] = Field("csv", description="Kind of input data.")
+    path: str | None = Field(
+        None, description="CSV or .npz file, or a glob of them; may hold {SPAN} (relative to the config file)."
+    )
+    splits: dict[SplitName, str] | None = Field(
+        None, description="Pre-split inputs: one path or glob per split, instead of `path` and hash splitting."
+    )
+    span: int | None = Field(None, ge=0, description="Span to read when the path holds {SPAN}; default the latest.")
+    tfds: TfdsConfig | None = Field(None, description="TensorFlow Datasets source (source: tfds).")
     label: str = Field(..., description="Name of the label column.")
     delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field delimiter.")
+    column_types: dict[str, Literal["int", "float", "string"]] = Field(
+        default_factory=dict, description="Force a column's type instead of inferring it."
+    )
+    schema_file: str | None = Field(None, description="Pinned schema.json to validate new data against.")
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    vocabulary_size: int = Field(100, ge=1, le=100_000, description="Top-K values kept per string feature.")
     split: SplitConfig = Field(default_factory=SplitConfig)
-    shards: int = Field(1, ge=1, le=1024, description="TFRecord shards per split.")
+    shards: int = Field(1, ge=1, le=1024, description="TFRecord shards per split (rows dealt round-robin).")
+    rows_per_shard: int | None = Field(
+        None, ge=1, description="Instead of `shards`: start a new shard every N rows of a split."
+    )
     compression: Literal["GZIP", "NONE"] = Field("GZIP", description="TFRecord compression.")
+
+    @model_validator(mode="after")
+    def _source_is_complete(self) -> DatasetConfig:
+        if self.source == "tfds":
+            if self.tfds is None:
+                raise ValueError("source 'tfds' needs a 'tfds' section (name, data_dir)")
+        elif (self.path is None) == (self.splits is None):
+            raise ValueError(f"source {self.source!r} needs exactly one of 'path' or 'splits'")
+        if self.splits is not None and set(self.splits) != {"train", "eval", "test"}:
+            raise ValueError("'splits' needs a path for each of train, eval and test")
+        return self
 
 
 class ModelConfig(_Section):
@@ -135,7 +191,15 @@ class PipelineConfig(_Section):
         """Return a copy whose relative local paths are made absolute against `base`."""
         resolved = self.model_copy(deep=True)
         resolved.artifact_root = _resolve(self.artifact_root, base)
-        resolved.dataset.path = _resolve(self.dataset.path, base)
+        dataset = resolved.dataset
+        if dataset.path is not None:
+            dataset.path = _resolve(dataset.path, base)
+        if dataset.splits is not None:
+            dataset.splits = {name: _resolve(path, base) for name, path in dataset.splits.items()}
+        if dataset.tfds is not None:
+            dataset.tfds.data_dir = _resolve(dataset.tfds.data_dir, base)
+        if dataset.schema_file is not None:
+            dataset.schema_file = _resolve(dataset.schema_file, base)
         resolved.export.root = _resolve(self.export.root, base)
         return resolved
 

@@ -21,7 +21,7 @@ from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.serving_check import to_plain_list
 from kest_tasks.stage import StageResult, run_once, stage_function
-from kest_tasks.tfdata import feature_dtypes, read_examples, to_model_inputs
+from kest_tasks.tfdata import feature_dtypes, read_examples, to_model_inputs, vocabulary_tables
 from kest_tasks.tfenv import import_tensorflow
 from kest_tasks.train import TrainResult, keras_estimator, run_config
 
@@ -79,7 +79,8 @@ def _serving_input_fn(schema: Schema, built: BuildResult):
             name: tf.compat.v1.placeholder(dtype, [None], name=name)
             for name, dtype in feature_dtypes(schema).items()
         }
-        return tf.estimator.export.ServingInputReceiver(to_model_inputs(raw, built.input_plan), raw)
+        tables = vocabulary_tables(built.input_plan)
+        return tf.estimator.export.ServingInputReceiver(to_model_inputs(raw, built.input_plan, tables), raw)
 
     return receiver
 
@@ -145,12 +146,13 @@ def export(
         saved_model_dir = tmp / "saved_model"
         exported.rename(saved_model_dir)
         rows = _test_rows(prepared, schema, config.export.query_rows)
-        in_process = estimator.predict(
-            lambda: tf.data.Dataset.from_tensor_slices(rows).batch(len(next(iter(rows.values())))).map(
-                lambda features: to_model_inputs(features, built.input_plan)
-            ),
-            checkpoint_path=trained.checkpoint, yield_single_examples=False,
-        )
+        def query_input_fn():
+            tables = vocabulary_tables(built.input_plan)
+            return tf.data.Dataset.from_tensor_slices(rows).batch(len(next(iter(rows.values())))).map(
+                lambda features: to_model_inputs(features, built.input_plan, tables)
+            )
+
+        in_process = estimator.predict(query_input_fn, checkpoint_path=trained.checkpoint, yield_single_examples=False)
         (batch,) = list(in_process)  # consumed whole, so the prediction session closes here
         expected = {name: to_plain_list(values) for name, values in batch.items()}
         answer = query_in_fresh_process(saved_model_dir, rows, tmp)

@@ -1,187 +1,50 @@
-"""prepare: CSV → inferred schema → deterministic hash split → sharded TFRecords of tf.train.Example.
+"""prepare: rows → statistics + schema (+ validation against a pinned schema) → hash split → TFRecord shards.
 
-Two streaming passes over the input: the first infers types and statistics, the second writes records.
-Memory stays flat whatever the number of rows.
+One streaming pass: each chunk of rows updates the statistics, is checked, split and written. Everything goes
+to a temporary folder that becomes `<run_uri>/data/` only if the whole input was good, so a failed prepare
+leaves nothing behind. When pyarrow's type guess from the first block proves too narrow later (an integer
+column with a fraction further down), the pass restarts with that column read as the wider type.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
-import math
+import shutil
 import time
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-from kest_tasks.config import PipelineConfig
-from kest_tasks.errors import KestError
-from kest_tasks.schema import FeatureSchema, LabelSchema, Schema
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kest_tasks import examples
+from kest_tasks.config import DatasetConfig, PipelineConfig
+from kest_tasks.schema import Schema
+from kest_tasks.sources import Chunk, DataError, SourcePlan, WiderTypeNeeded, arrow_type, plan_sources, read_chunks
 from kest_tasks.stage import StageResult, run_once, stage_function
+from kest_tasks.stats import ColumnStats, infer_schema
 from kest_tasks.storage import write_json_atomic
-from kest_tasks.tfenv import import_tensorflow
+from kest_tasks.validation import Validator
 
 log = logging.getLogger("kest.prepare")
 
+__all__ = ["DataError", "PrepareResult", "prepare", "shard_name", "split_of_hashes", "row_hashes"]
+
 SPLITS = ("train", "eval", "test")
-VOCABULARY_SIZE = 100
-_MAX_TRACKED_VALUES = 10_000
-_PROGRESS_EVERY = 1_000_000
-
-
-class DataError(KestError, ValueError):
-    """Input data that cannot be used; the message names the file, row and column."""
+PROGRESS_EVERY_ROWS = 1_000_000
 
 
 class PrepareResult(StageResult):
     data_uri: str
     schema_uri: str
+    stats_uri: str
     rows: int
     split_rows: dict[str, int]
     files: dict[str, list[str]]
     compression: str
-
-
-def _read_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """Yield (line number, fields) for every data row, header first as line 1."""
-    try:
-        handle = open(path, newline="", encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read: {error.strerror}") from None
-    with handle:
-        reader = csv.reader(handle, delimiter=delimiter, strict=True)
-        try:
-            for fields in reader:
-                if "\x00" in "".join(fields):
-                    raise DataError(f"{path} row {reader.line_num}: binary data (NUL byte) in a text CSV")
-                yield reader.line_num, fields
-        except UnicodeDecodeError as error:
-            raise DataError(f"{path}: not a UTF-8 text CSV (bad byte at offset {error.start})") from None
-        except csv.Error as error:
-            raise DataError(f"{path} row {reader.line_num}: malformed CSV: {error}") from None
-
-
-class _ColumnStats:
-    """Streaming type inference and statistics for one column."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.missing = 0
-        self.count = 0
-        self.could_be_int = True
-        self.could_be_float = True
-        self.total = 0.0
-        self.total_sq = 0.0
-        self.low = math.inf
-        self.high = -math.inf
-        self.values: Counter[str] = Counter()
-        self.too_many_values = False
-
-    def add(self, raw: str) -> None:
-        value = raw.strip()
-        if value == "":
-            self.missing += 1
-            return
-        self.count += 1
-        if not self.too_many_values:
-            self.values[value] += 1
-            if len(self.values) > _MAX_TRACKED_VALUES:
-                self.too_many_values = True
-                self.values = Counter(dict(self.values.most_common(VOCABULARY_SIZE)))
-        elif value in self.values:
-            self.values[value] += 1
-        if not self.could_be_float:
-            return
-        try:
-            number = float(value)
-        except ValueError:
-            self.could_be_int = self.could_be_float = False
-            return
-        if self.could_be_int and not _is_int_literal(value):
-            self.could_be_int = False
-        self.total += number
-        self.total_sq += number * number
-        self.low = min(self.low, number)
-        self.high = max(self.high, number)
-
-    @property
-    def type(self) -> str:
-        if self.count and self.could_be_int:
-            return "int"
-        if self.count and self.could_be_float:
-            return "float"
-        return "string"
-
-    def feature_schema(self) -> FeatureSchema:
-        if self.type == "string":
-            vocabulary = [value for value, _ in self.values.most_common(VOCABULARY_SIZE)]
-            return FeatureSchema(name=self.name, type="string", missing=self.missing, vocabulary=vocabulary)
-        mean = self.total / self.count
-        variance = max(self.total_sq / self.count - mean * mean, 0.0)
-        return FeatureSchema(
-            name=self.name, type=self.type, missing=self.missing,
-            min=self.low, max=self.high, mean=mean, std=math.sqrt(variance),
-        )
-
-
-def _is_int_literal(value: str) -> bool:
-    body = value[1:] if value[:1] in "+-" else value
-    return body.isdigit()
-
-
-def infer_schema(path: Path, label: str, delimiter: str) -> tuple[list[str], Schema]:
-    """First pass: the header and the schema inferred from every row. Raises DataError on bad files."""
-    rows = _read_rows(path, delimiter)
-    try:
-        _, header = next(rows)
-    except StopIteration:
-        raise DataError(f"{path}: file is empty (expected a header row)") from None
-    header = [name.strip() for name in header]
-    if label not in header:
-        raise DataError(f"{path}: label column {label!r} not found in header (columns: {', '.join(header)})")
-    duplicates = sorted({name for name in header if header.count(name) > 1})
-    if duplicates or "" in header:
-        raise DataError(f"{path} row 1: header has duplicate or empty column names: {duplicates or ['']}")
-    columns = [_ColumnStats(name) for name in header]
-    count = 0
-    for line, fields in rows:
-        if len(fields) != len(header):
-            raise DataError(f"{path} row {line}: expected {len(header)} fields, found {len(fields)}")
-        for column, raw in zip(columns, fields):
-            column.add(raw)
-        count += 1
-    if count == 0:
-        raise DataError(f"{path}: header only, no data rows")
-    label_stats = columns[header.index(label)]
-    if label_stats.missing:
-        raise DataError(f"{path} column {label!r}: label is missing in {label_stats.missing} rows")
-    features = [c.feature_schema() for c in columns if c.name != label]
-    return header, Schema(features=features, label=_label_schema(path, label_stats), rows=count)
-
-
-def _label_schema(path: Path, stats: _ColumnStats) -> LabelSchema:
-    if stats.type == "float" or (stats.type == "int" and len(stats.values) > 100):
-        return LabelSchema(name=stats.name, kind="regression")
-    if stats.too_many_values:
-        raise DataError(f"{path} column {stats.name!r}: label has over {_MAX_TRACKED_VALUES} distinct values")
-    values = list(stats.values)
-    classes = sorted(values, key=int) if stats.type == "int" else sorted(values)
-    if len(classes) < 2:
-        raise DataError(f"{path} column {stats.name!r}: label has a single class {classes}; nothing to learn")
-    return LabelSchema(name=stats.name, kind="classification", classes=classes)
-
-
-def split_of(key: str, fractions: dict[str, float]) -> str:
-    """The split a row key falls in: a stable hash of the key against the cumulative split fractions."""
-    bucket = int.from_bytes(hashlib.md5(key.encode()).digest()[:8], "big") / 2**64
-    cumulative = 0.0
-    for split in SPLITS:
-        cumulative += fractions[split]
-        if bucket < cumulative:
-            return split
-    return SPLITS[-1]
+    inputs: list[str]
+    span: int | None
+    anomalies: int
 
 
 def shard_name(split: str, index: int, shards: int, compression: str) -> str:
@@ -189,99 +52,261 @@ def shard_name(split: str, index: int, shards: int, compression: str) -> str:
     return f"{split}-{index:05d}-of-{shards:05d}{suffix}"
 
 
-def _example_builder(header: list[str], schema: Schema):
-    """Return fields → serialized tf.train.Example for the schema's features and label."""
-    tf = import_tensorflow()
-    types = {f.name: f.type for f in schema.features}
-    positions = [(i, name) for i, name in enumerate(header) if name in types]
-    label_index = header.index(schema.label.name)
-    class_index = {name: i for i, name in enumerate(schema.label.classes or [])}
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_NULL = np.uint64(0x6A09E667F3BCC908)
 
-    def feature(kind: str, value: str):
-        if kind == "string":
-            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-        if kind == "int":
-            return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
 
-    def build(fields: list[str]) -> bytes:
-        values = {}
-        for i, name in positions:
-            raw = fields[i].strip()
-            if raw != "":
-                values[name] = feature(types[name], raw)
-        raw_label = fields[label_index].strip()
-        if schema.label.kind == "classification":
-            values[schema.label.name] = feature("int", str(class_index[raw_label]))
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a stable, well-spread 64-bit mix (NumPy wraps uint64 arithmetic)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _column_hash(array: pa.Array) -> np.ndarray:
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        encoded = pc.dictionary_encode(array)
+        words = encoded.dictionary.to_pylist()
+        digests = np.array([int.from_bytes(hashlib.md5(w.encode()).digest()[:8], "little") for w in words] or [0],
+                           dtype=np.uint64)
+        indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        hashed = digests[indices]
+    else:
+        # Numbers hash by value as float64, so 5 and 5.0 (an int column read as float later) agree.
+        values = pc.cast(array, pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False) + 0.0
+        hashed = np.ascontiguousarray(values).view(np.uint64).copy()
+    if array.null_count:
+        hashed[array.is_null().to_numpy(zero_copy_only=False)] = _NULL
+    return hashed
+
+
+def row_hashes(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
+    """A stable 64-bit hash of each row's values in `columns`: the same on every machine and every run."""
+    state = np.full(batch.num_rows, _GOLDEN, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for name in columns:
+            state = _mix(state * np.uint64(31) ^ _column_hash(batch.column(name)))
+    return state
+
+
+def split_of_hashes(hashes: np.ndarray, fractions: dict[str, float]) -> np.ndarray:
+    """Split index (0 train, 1 eval, 2 test) of each hash against the cumulative split fractions."""
+    position = (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    bounds = np.cumsum([fractions[s] for s in SPLITS])[:-1]
+    return np.searchsorted(bounds, position, side="right")
+
+
+class _SplitWriter:
+    """The shard files of one split: rows dealt round-robin to `shards` files, or a new file every N rows."""
+
+    def __init__(self, folder: Path, split: str, dataset: DatasetConfig) -> None:
+        self.folder, self.split, self.dataset = folder, split, dataset
+        self.files: list[examples.TFRecordFile] = []
+        self.rows = 0
+        if not dataset.rows_per_shard:
+            self.files = [self._open(i) for i in range(dataset.shards)]
+
+    def _open(self, index: int) -> examples.TFRecordFile:
+        return examples.TFRecordFile(self.folder / f".{self.split}-{index:05d}.part", self.dataset.compression)
+
+    def write(self, encode, rows: np.ndarray) -> None:
+        if self.dataset.rows_per_shard:
+            per = self.dataset.rows_per_shard
+            start = 0
+            while start < len(rows):
+                if not self.files or self.files[-1].records >= per:
+                    self.files.append(self._open(len(self.files)))
+                take = rows[start:start + per - self.files[-1].records]
+                self.files[-1].write(*encode(take))
+                start += len(take)
         else:
-            values[schema.label.name] = feature("float", raw_label)
-        return tf.train.Example(features=tf.train.Features(feature=values)).SerializeToString()
+            shards = len(self.files)
+            target = (self.rows + np.arange(len(rows))) % shards
+            for index, file in enumerate(self.files):
+                chosen = rows[target == index]
+                if len(chosen):
+                    file.write(*encode(chosen))
+        self.rows += len(rows)
 
-    return build
-
-
-def _write_splits(path: Path, header: list[str], schema: Schema, config: PipelineConfig, out: Path) -> dict:
-    tf = import_tensorflow()
-    dataset = config.dataset
-    fractions = dataset.split.fractions()
-    key_positions = [header.index(k) for k in dataset.split.key] if dataset.split.key else None
-    options = tf.io.TFRecordOptions(compression_type="GZIP" if dataset.compression == "GZIP" else "")
-    names = {s: [shard_name(s, i, dataset.shards, dataset.compression) for i in range(dataset.shards)] for s in SPLITS}
-    writers = {s: [tf.io.TFRecordWriter(str(out / n), options) for n in names[s]] for s in SPLITS}
-    counts = dict.fromkeys(SPLITS, 0)
-    build = _example_builder(header, schema)
-    started = time.monotonic()
-    rows = _read_rows(path, dataset.delimiter)
-    next(rows)
-    try:
-        for _, fields in rows:
-            key_fields = fields if key_positions is None else [fields[i] for i in key_positions]
-            split = split_of("\x1f".join(key_fields), fractions)
-            writers[split][counts[split] % dataset.shards].write(build(fields))
-            counts[split] += 1
-            total = sum(counts.values())
-            if total % _PROGRESS_EVERY == 0:
-                log.info("prepare: %d rows written, %.0f rows/s", total, total / (time.monotonic() - started))
-    finally:
-        for split_writers in writers.values():
-            for writer in split_writers:
-                writer.close()
-    return {"counts": counts, "files": names}
+    def close(self) -> list[str]:
+        names = []
+        for index, file in enumerate(self.files):
+            file.close()
+            name = shard_name(self.split, index, len(self.files), self.dataset.compression)
+            file.path.rename(self.folder / name)
+            names.append(name)
+        return names
 
 
-def check_key_columns(config: PipelineConfig, header: list[str], path: Path) -> None:
-    missing = [k for k in config.dataset.split.key or [] if k not in header]
-    if missing:
-        raise DataError(f"{path}: dataset.split.key column(s) {missing} not in header (columns: {', '.join(header)})")
+def _feature_part(array: pa.Array) -> examples.Part:
+    kind = array.type
+    if pa.types.is_floating(kind):
+        return examples.float_feature(array.fill_null(0.0).to_numpy(zero_copy_only=False))
+    if pa.types.is_integer(kind):
+        return examples.int64_feature(array.fill_null(0).to_numpy(zero_copy_only=False))
+    array = array.fill_null("")
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset:array.offset + len(array) + 1]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8) if array.buffers()[2] else np.empty(0, np.uint8)
+    return examples.bytes_feature(examples.strings(data, offsets.astype(np.int64)))
+
+
+def _encoder(batch: pa.RecordBatch, columns: list[str]):
+    def encode(rows: np.ndarray):
+        taken = batch.take(pa.array(rows)) if len(rows) != batch.num_rows else batch
+        entries = []
+        for name in columns:
+            array = taken.column(name)
+            present = array.is_valid().to_numpy(zero_copy_only=False) if array.null_count else None
+            entries.append(examples.map_entry(name, _feature_part(array), present))
+        return examples.tfrecords(entries)
+
+    return encode
+
+
+class _Pass:
+    """One streaming pass over the inputs: statistics, validation, split and write."""
+
+    def __init__(self, config: PipelineConfig, plan: SourcePlan, pinned: Schema | None, out: Path,
+                 column_types: dict[str, pa.DataType]) -> None:
+        self.config, self.plan, self.pinned, self.out = config, plan, pinned, out
+        self.column_types = column_types
+        self.dataset = config.dataset
+        self.validator = Validator(pinned, self.dataset.validation) if pinned else None
+        self.columns: dict[str, ColumnStats] = {}
+        self.kept: list[str] = []
+        self.first_origin = ""
+        self.writers = {s: _SplitWriter(out, s, self.dataset) for s in SPLITS}
+        self.rows = 0
+
+    def _start(self, chunk: Chunk) -> None:
+        names = chunk.batch.schema.names
+        if self.dataset.label not in names:
+            raise DataError(f"{chunk.origin}: label column {self.dataset.label!r} not found "
+                            f"(columns: {', '.join(names)})")
+        missing_keys = [k for k in self.dataset.split.key or [] if k not in names]
+        if missing_keys:
+            raise DataError(f"{chunk.origin}: dataset.split.key column(s) {missing_keys} not in data "
+                            f"(columns: {', '.join(names)})")
+        self.kept = self.validator.check_columns(names, chunk.origin) if self.validator else list(names)
+        self.columns = {name: ColumnStats(name) for name in names}
+        self.first_origin = chunk.origin
+
+    def add(self, chunk: Chunk) -> None:
+        if not self.columns:
+            self._start(chunk)
+        elif set(chunk.batch.schema.names) != set(self.columns):
+            names = set(chunk.batch.schema.names)
+            raise DataError(f"{chunk.origin}: columns differ from {self.first_origin}: missing "
+                            f"{sorted(set(self.columns) - names)}, extra {sorted(names - set(self.columns))}")
+        batch = chunk.batch
+        arrays = {}
+        for name in batch.schema.names:
+            array = batch.column(name)
+            if self.validator and name in self.kept:
+                array = self.validator.conform(name, array, chunk)
+            self.columns[name].add(array, chunk)
+            arrays[name] = array
+        batch = pa.RecordBatch.from_pydict(arrays)
+        if self.validator:
+            self.validator.check(batch.select(self.kept), chunk)
+        if chunk.split is not None:
+            assignment = np.full(batch.num_rows, SPLITS.index(chunk.split))
+        else:
+            key = self.dataset.split.key or batch.schema.names
+            assignment = split_of_hashes(row_hashes(batch, key), self.dataset.split.fractions())
+        encode = _encoder(batch, self.kept)
+        for index, split in enumerate(SPLITS):
+            rows = np.flatnonzero(assignment == index)
+            if len(rows):
+                self.writers[split].write(encode, rows)
+        before = self.rows
+        self.rows += batch.num_rows
+        if self.rows // PROGRESS_EVERY_ROWS > before // PROGRESS_EVERY_ROWS:
+            elapsed = time.monotonic() - self.started
+            log.info("prepare: %d rows so far, %.0f rows/s", self.rows, self.rows / elapsed)
+
+    def run(self) -> PrepareResult:
+        self.started = time.monotonic()
+        for chunk in read_chunks(self.dataset, self.plan, self.column_types):
+            self.add(chunk)
+        files = {split: writer.close() for split, writer in self.writers.items()}
+        return self._finish(files)
+
+    def _finish(self, files: dict[str, list[str]]) -> PrepareResult:
+        inputs = [f for fs in self.plan.inputs.values() for f in fs]
+        if self.rows == 0:
+            raise DataError(f"{', '.join(inputs)}: header only, no data rows")
+        forced = set(self.dataset.column_types)
+        for stats in self.columns.values():
+            stats.check_numeric_text(forced=stats.name in forced or self.validator is not None)
+        size = self.dataset.vocabulary_size
+        inferred = infer_schema(self.columns, self.dataset.label, size, self.rows)
+        anomalies = self.validator.finish(self.columns) if self.validator else []
+        schema = self.pinned.model_copy(update={"rows": self.rows}) if self.pinned else inferred
+        split_rows = {split: self.writers[split].rows for split in SPLITS}
+        empty = [split for split, count in split_rows.items() if count == 0]
+        if empty:
+            raise DataError(f"{', '.join(inputs)}: split(s) {empty} received no rows out of {self.rows}; "
+                            "add data or change dataset.split weights")
+        write_json_atomic(self.out / "schema.json", schema.model_dump(mode="json"))
+        write_json_atomic(self.out / "stats.json", {
+            "rows": self.rows, "split_rows": split_rows, "inputs": inputs, "span": self.plan.span,
+            "columns": {name: stats.stats(size) for name, stats in self.columns.items()},
+        })
+        write_json_atomic(self.out / "anomalies.json", anomalies)
+        self.files = files
+        self.split_rows = split_rows
+        self.inputs = inputs
+        self.anomalies = anomalies
+        return None
+
+
+def _initial_types(dataset: DatasetConfig, pinned: Schema | None) -> dict[str, pa.DataType]:
+    types = {}
+    if pinned is not None:
+        types |= {f.name: arrow_type(f.type) for f in pinned.features}
+        types[pinned.label.name] = arrow_type(pinned.label.type)
+    types |= {name: arrow_type(kind) for name, kind in dataset.column_types.items()}
+    return types
 
 
 @stage_function
 def prepare(config: PipelineConfig, run_uri: str) -> PrepareResult:
-    """Read the configured dataset and write `<run_uri>/data/`: TFRecord shards per split + schema.json.
-
-    Raises DataError (one line naming file, row and column) for unusable input; nothing is written then.
+    """Read the configured dataset into `<run_uri>/data/`: TFRecord shards per split, schema.json, stats.json
+    and anomalies.json. Raises DataError (naming file, row and column) on unusable input; nothing is kept then.
     """
+    dataset = config.dataset
+    pinned = Schema.load(dataset.schema_file) if dataset.schema_file else None
 
     def produce(tmp: Path, final: Path) -> PrepareResult:
-        path = Path(config.dataset.path)
-        header, schema = infer_schema(path, config.dataset.label, config.dataset.delimiter)
-        check_key_columns(config, header, path)
-        written = _write_splits(path, header, schema, config, tmp)
-        empty = [s for s, n in written["counts"].items() if n == 0]
-        if empty:
-            raise DataError(
-                f"{path}: split(s) {empty} received no rows out of {schema.rows}; "
-                "add data or change dataset.split weights"
-            )
-        write_json_atomic(tmp / "schema.json", schema.model_dump(mode="json"))
-        log.info("prepare: %d rows → %s from %s", schema.rows, written["counts"], path)
+        plan = plan_sources(dataset)
+        if plan.span is not None:
+            log.info("prepare: reading span %d: %s", plan.span, plan.inputs)
+        column_types = _initial_types(dataset, pinned)
+        started = time.monotonic()
+        while True:
+            one_pass = _Pass(config, plan, pinned, tmp, column_types)
+            try:
+                one_pass.run()
+                break
+            except WiderTypeNeeded as wider:
+                log.info("prepare: column %r needs type %s; reading again", wider.column, wider.wider)
+                column_types = {**column_types, wider.column: wider.wider}
+                for leftover in tmp.iterdir():
+                    leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover)
+        seconds = time.monotonic() - started
+        log.info("prepare: %d rows → %s in %.2f s (%.0f rows/s)", one_pass.rows, one_pass.split_rows, seconds,
+                 one_pass.rows / max(seconds, 1e-9))
         return PrepareResult(
-            data_uri=str(final),
-            schema_uri=str(final / "schema.json"),
-            rows=schema.rows,
-            split_rows=written["counts"],
-            files={s: [str(final / n) for n in names] for s, names in written["files"].items()},
-            compression=config.dataset.compression,
+            data_uri=str(final), schema_uri=str(final / "schema.json"), stats_uri=str(final / "stats.json"),
+            rows=one_pass.rows, split_rows=one_pass.split_rows,
+            files={s: [str(final / n) for n in names] for s, names in one_pass.files.items()},
+            compression=dataset.compression, inputs=one_pass.inputs, span=plan.span,
+            anomalies=len(one_pass.anomalies),
         )
 
     return run_once(run_uri, "data", PrepareResult, produce)

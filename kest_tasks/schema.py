@@ -29,7 +29,8 @@ class FeatureSchema(_Frozen):
 class LabelSchema(_Frozen):
     name: str
     kind: Literal["classification", "regression"]
-    classes: list[str] | None = Field(None, description="Class names; the Examples hold their index.")
+    type: FeatureType = Field("string", description="How the label is stored in the Examples.")
+    classes: list[str] | None = Field(None, description="Class names; readers map a stored label to its index.")
 
 
 class Schema(_Frozen):
@@ -44,6 +45,9 @@ class Schema(_Frozen):
     @property
     def numeric_feature_names(self) -> list[str]:
         return [f.name for f in self.features if f.type != "string"]
+
+    def feature(self, name: str) -> FeatureSchema:
+        return next(feature for feature in self.features if feature.name == name)
 
     @property
     def num_classes(self) -> int:

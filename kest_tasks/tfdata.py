@@ -34,13 +34,15 @@ class InputPlan(BaseModel):
     mode: Literal["by_name", "stacked"]
     inputs: list[InputSpec]
     features: list[str]
+    vocabularies: dict[str, list[str]] = {}
 
 
 def plan_model_inputs(inputs: list[InputSpec], schema: Schema) -> InputPlan:
     """Decide how to feed `inputs` from the schema's features; raise ModelInputError if no way fits."""
     names = [spec.name for spec in inputs]
     if all(name in schema.feature_names for name in names):
-        return InputPlan(mode="by_name", inputs=inputs, features=names)
+        vocabularies = {n: schema.feature(n).vocabulary or [] for n in names if schema.feature(n).type == "string"}
+        return InputPlan(mode="by_name", inputs=inputs, features=names, vocabularies=vocabularies)
     numeric = schema.numeric_feature_names
     if len(inputs) == 1 and inputs[0].shape[-1:] == [len(numeric)] and len(numeric) == len(schema.features):
         return InputPlan(mode="stacked", inputs=inputs, features=numeric)
@@ -51,8 +53,23 @@ def plan_model_inputs(inputs: list[InputSpec], schema: Schema) -> InputPlan:
     )
 
 
-def to_model_inputs(features: dict[str, Any], plan: InputPlan) -> dict[str, Any]:
-    """Map a batch of parsed features (name → [batch] tensor) to the model's named inputs."""
+def vocabulary_tables(plan: InputPlan) -> dict[str, Any]:
+    """One lookup table per string feature: value → its index in the schema's vocabulary (unknown: len)."""
+    tf = import_tensorflow()
+    return {
+        name: tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(vocabulary), tf.range(len(vocabulary), dtype=tf.int64)),
+            default_value=len(vocabulary),
+        )
+        for name, vocabulary in plan.vocabularies.items()
+    }
+
+
+def to_model_inputs(features: dict[str, Any], plan: InputPlan, tables: dict[str, Any]) -> dict[str, Any]:
+    """Map a batch of parsed features (name → [batch] tensor) to the model's named inputs.
+
+    String features become their vocabulary index through `tables` (from `vocabulary_tables(plan)`).
+    """
     tf = import_tensorflow()
     if plan.mode == "stacked":
         columns = [tf.cast(features[name], tf.float32) for name in plan.features]
@@ -60,7 +77,9 @@ def to_model_inputs(features: dict[str, Any], plan: InputPlan) -> dict[str, Any]
     adapted = {}
     for spec in plan.inputs:
         value = features[spec.name]
-        if value.dtype in (tf.int64, tf.float64):
+        if spec.name in tables:
+            value = tables[spec.name].lookup(value)
+        elif value.dtype in (tf.int64, tf.float64):
             value = tf.cast(value, tf.float32)
         adapted[spec.name] = tf.reshape(value, [-1, 1]) if len(spec.shape) == 2 and spec.shape[1] == 1 else value
     return adapted
@@ -84,9 +103,29 @@ def parse_spec(schema: Schema, with_label: bool = True) -> dict[str, Any]:
             default = float(feature.mean or 0.0)
         spec[feature.name] = tf.io.FixedLenFeature([], dtype, default_value=default)
     if with_label:
-        label_dtype = tf.int64 if schema.label.kind == "classification" else tf.float32
+        label_dtype = {"int": tf.int64, "float": tf.float32, "string": tf.string}[schema.label.type]
+        if schema.label.kind == "regression":
+            label_dtype = tf.float32 if schema.label.type != "int" else tf.int64
         spec[schema.label.name] = tf.io.FixedLenFeature([], label_dtype)
     return spec
+
+
+def label_encoder(schema: Schema):
+    """stored label → training target: a class index (via a lookup on the class names) or a float."""
+    tf = import_tensorflow()
+    if schema.label.kind == "regression":
+        return lambda label: tf.cast(label, tf.float32)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(schema.label.classes), tf.range(len(schema.label.classes), dtype=tf.int64)
+        ),
+        default_value=-1,
+    )
+
+    def encode(label):
+        return table.lookup(label if label.dtype == tf.string else tf.strings.as_string(label))
+
+    return encode
 
 
 def read_examples(
@@ -116,9 +155,12 @@ def read_examples(
     if repeat:
         dataset = dataset.repeat()
 
+    encode_label = label_encoder(schema)
+    tables = vocabulary_tables(plan) if plan else {}
+
     def parse(serialized):
         parsed = tf.io.parse_example(serialized, spec)
-        target = parsed.pop(label)
-        return (to_model_inputs(parsed, plan) if plan else parsed), target
+        target = encode_label(parsed.pop(label))
+        return (to_model_inputs(parsed, plan, tables) if plan else parsed), target
 
     return dataset.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

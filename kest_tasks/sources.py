@@ -1,0 +1,251 @@
+"""Where rows come from: CSV files (streamed by pyarrow), a TFDS dataset in a local data_dir, NumPy .npz.
+
+Every source yields `Chunk`s: an Arrow record batch of at most ~64k rows plus where it came from, so errors
+can name the file and row. Memory holds one chunk at a time, whatever the size of the input.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from kest_tasks.config import DatasetConfig
+from kest_tasks.errors import KestError
+
+CHUNK_ROWS = 65_536
+_ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}
+# A column pyarrow guessed wrongly from the first block is read again as the next type in this chain.
+_WIDER = {pa.null(): pa.int64(), pa.int64(): pa.float64(), pa.float64(): pa.string()}
+
+
+class DataError(KestError, ValueError):
+    """Input data that cannot be used; the message names the file, row and column."""
+
+
+@dataclass
+class Chunk:
+    batch: pa.RecordBatch
+    origin: str  # a file path, or tfds:<name>/<split>
+    first_row: int  # the row number a user would look up: a CSV line number, or a 1-based record index
+    split: str | None = None  # set for pre-split inputs
+
+
+@dataclass
+class SourcePlan:
+    """The concrete inputs a dataset config resolves to (files per split, the span chosen)."""
+
+    inputs: dict[str | None, list[str]]  # split (None: hash-split) → files; for TFDS a single pseudo-path
+    span: int | None = None
+
+
+def resolve_span(pattern: str, span: int | None) -> tuple[str, int | None]:
+    """Replace {SPAN} in `pattern` by the requested span, or by the latest one present on disk."""
+    if "{SPAN}" not in pattern:
+        return pattern, None
+    if span is None:
+        regex = re.compile(re.escape(pattern).replace(re.escape("{SPAN}"), r"(\d+)").replace(r"\*", "[^/]*"))
+        found = sorted({int(m.group(1)) for path in glob.glob(pattern.replace("{SPAN}", "*"))
+                        if (m := regex.fullmatch(path))})
+        if not found:
+            raise DataError(f"{pattern}: no span found (no path matches with {{SPAN}} as a number)")
+        span = found[-1]
+    candidates = [pattern.replace("{SPAN}", form) for form in (str(span), f"{span:02d}", f"{span:03d}", f"{span:04d}")]
+    for candidate in candidates:
+        if glob.glob(candidate):
+            return candidate, span
+    raise DataError(f"{pattern}: span {span} not found")
+
+
+def _expand(pattern: str) -> list[str]:
+    files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+    if not files:
+        raise DataError(f"{pattern}: no file matches")
+    return files
+
+
+def plan_sources(dataset: DatasetConfig) -> SourcePlan:
+    if dataset.source == "tfds":
+        return SourcePlan({None: [f"tfds:{dataset.tfds.name}/{dataset.tfds.split}"]})
+    if dataset.splits is not None:
+        spans = {split: resolve_span(path, dataset.span) for split, path in dataset.splits.items()}
+        return SourcePlan({split: _expand(path) for split, (path, _) in spans.items()},
+                          next(iter(spans.values()))[1])
+    path, span = resolve_span(dataset.path, dataset.span)
+    return SourcePlan({None: _expand(path)}, span)
+
+
+def read_chunks(dataset: DatasetConfig, plan: SourcePlan, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
+    """All chunks of every input, in a stable order (splits, then files sorted by name)."""
+    for split, files in plan.inputs.items():
+        for file in files:
+            if dataset.source == "csv":
+                chunks = _csv_chunks(Path(file), dataset.delimiter, column_types)
+            elif dataset.source == "npz":
+                chunks = _npz_chunks(Path(file))
+            else:
+                chunks = _tfds_chunks(dataset)
+            for chunk in chunks:
+                chunk.split = split
+                yield chunk
+
+
+class WiderTypeNeeded(Exception):
+    """pyarrow's guess from the first block was too narrow for a later value; read again, wider."""
+
+    def __init__(self, column: str, wider: pa.DataType) -> None:
+        super().__init__(column)
+        self.column = column
+        self.wider = wider
+
+
+def csv_header(path: Path, delimiter: str) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle, delimiter=delimiter), None)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not a UTF-8 text CSV (bad byte at offset {error.start})") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read: {error.strerror}") from None
+    if not header:
+        raise DataError(f"{path}: file is empty (expected a header row)")
+    header = [name.strip() for name in header]
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates or "" in header:
+        raise DataError(f"{path} row 1: header has duplicate or empty column names: {duplicates or ['']}")
+    return header
+
+
+def _csv_chunks(path: Path, delimiter: str, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
+    header = csv_header(path, delimiter)
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=4 << 20, column_names=header, skip_rows=1),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(
+                column_types={k: v for k, v in column_types.items() if k in header},
+                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True,
+                true_values=["\x00true"], false_values=["\x00false"],  # never guess booleans
+                timestamp_parsers=[],
+            ),
+        )
+        row = 2
+        for batch in reader:
+            yield Chunk(batch, str(path), row)
+            row += batch.num_rows
+    except pa.ArrowInvalid as error:
+        raise _explain_csv_error(path, delimiter, header, str(error), column_types) from None
+
+
+def _explain_csv_error(path: Path, delimiter: str, header: list[str], message: str, column_types) -> Exception:
+    """Turn a pyarrow parse error into a widening request or a DataError naming row and column."""
+    conversion = re.search(r"In CSV column #(\d+): .*CSV conversion error to (\w+)", message)
+    if conversion:
+        column = header[int(conversion.group(1))]
+        failed = {"null": pa.null(), "int64": pa.int64(), "double": pa.float64()}.get(conversion.group(2))
+        if column not in column_types and failed in _WIDER:
+            return WiderTypeNeeded(column, _WIDER[failed])
+        return _first_bad_value(path, delimiter, header, column, conversion.group(2))
+    # Rare paths (ragged rows, bad bytes): a row-by-row scan finds the exact line for the message.
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle, delimiter=delimiter, strict=True)
+            for fields in reader:
+                if len(fields) != len(header):
+                    return DataError(f"{path} row {reader.line_num}: expected {len(header)} fields, found {len(fields)}")
+                if any("\x00" in field for field in fields):
+                    return DataError(f"{path} row {reader.line_num}: binary data (NUL byte) in a text CSV")
+    except UnicodeDecodeError as error:
+        return DataError(f"{path}: not a UTF-8 text CSV (bad byte at offset {error.start})")
+    except csv.Error as error:
+        return DataError(f"{path} row {reader.line_num}: malformed CSV: {error}")
+    return DataError(f"{path}: unreadable CSV: {message.splitlines()[0]}")
+
+
+def _first_bad_value(path: Path, delimiter: str, header: list[str], column: str, kind: str) -> DataError:
+    parse = int if kind == "int64" else float
+    position = header.index(column)
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        next(reader)
+        for fields in reader:
+            value = fields[position].strip() if position < len(fields) else ""
+            try:
+                if value:
+                    parse(value)
+            except ValueError:
+                return DataError(f"{path} row {reader.line_num} column {column!r}: {value!r} is not a valid "
+                                 f"{'integer' if kind == 'int64' else 'number'}")
+    return DataError(f"{path} column {column!r}: values do not convert to {kind}")
+
+
+def _npz_chunks(path: Path) -> Iterator[Chunk]:
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (ValueError, OSError) as error:
+        raise DataError(f"{path}: not a NumPy .npz archive ({error})") from None
+    with arrays:
+        columns = {name: arrays[name] for name in arrays.files}
+    lengths = {name: len(a) if a.ndim else 0 for name, a in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise DataError(f"{path}: arrays have different lengths {lengths}; each must hold one value per row")
+    for name, array in columns.items():
+        if array.ndim != 1:
+            raise DataError(f"{path} column {name!r}: shape {array.shape}; kest takes one scalar per row and column")
+    total = next(iter(lengths.values()))
+    for start in range(0, total, CHUNK_ROWS):
+        batch = pa.RecordBatch.from_pydict({name: _arrow_array(a[start:start + CHUNK_ROWS])
+                                            for name, a in columns.items()})
+        yield Chunk(batch, str(path), start + 1)
+
+
+def _arrow_array(values: np.ndarray) -> pa.Array:
+    if values.dtype.kind in "US":
+        return pa.array([v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()], pa.string())
+    if values.dtype.kind == "b":
+        return pa.array(values.astype(np.int64))
+    if values.dtype.kind == "f":
+        return pa.array(values.astype(np.float64))
+    if values.dtype.kind in "iu":
+        return pa.array(values.astype(np.int64))
+    raise DataError(f"unsupported NumPy dtype {values.dtype}")
+
+
+def _tfds_chunks(dataset: DatasetConfig) -> Iterator[Chunk]:
+    import tensorflow_datasets as tfds
+
+    from kest_tasks.tfenv import import_tensorflow
+
+    import_tensorflow()
+    source = dataset.tfds
+    origin = f"tfds:{source.name}/{source.split} in {source.data_dir}"
+    try:
+        loaded = tfds.load(source.name, split=source.split, data_dir=source.data_dir, download=False)
+    except Exception as error:  # TFDS raises many kinds; all mean "not loadable from this data_dir"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{origin}: cannot load without downloading: {first}") from None
+    row = 1
+    for batch in tfds.as_numpy(loaded.batch(CHUNK_ROWS)):
+        columns = {}
+        for name, values in batch.items():
+            if values.ndim != 1:
+                raise DataError(f"{origin} column {name!r}: shape {values.shape[1:]} per row; kest takes scalars")
+            columns[name] = _arrow_array(values)
+        record_batch = pa.RecordBatch.from_pydict(columns)
+        yield Chunk(record_batch, origin, row)
+        row += record_batch.num_rows
+
+
+def arrow_type(kind: str) -> pa.DataType:
+    return _ARROW_TYPES[kind]
