@@ -15,6 +15,7 @@ Wire format (field numbers from tensorflow/core/example/{example,feature}.proto)
 from __future__ import annotations
 
 import gzip
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -276,7 +277,11 @@ def tfrecords(entries: list[Part]) -> tuple[np.ndarray, int]:
 
 
 class TFRecordFile:
-    """An output TFRecord file, plain or gzip (what TFRecordDataset's compression_type="GZIP" reads)."""
+    """An output TFRecord file, plain or gzip (what TFRecordDataset's compression_type="GZIP" reads).
+
+    Writes (and gzip compression) run on a background thread, which releases the GIL, so they overlap
+    with parsing and encoding the next chunk; at most two writes are pending, bounding memory.
+    """
 
     def __init__(self, path: Path, compression: str, level: int = 6) -> None:
         self.path = path
@@ -286,12 +291,21 @@ class TFRecordFile:
             gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=level, mtime=0)
             if compression == "GZIP" else self._raw
         )
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tfrecord-writer")
+        self._pending: list[Future] = []
 
     def write(self, frames: np.ndarray, records: int) -> None:
-        self._out.write(memoryview(frames))
+        while len(self._pending) >= 2:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self._out.write, memoryview(frames)))
         self.records += records
 
     def close(self) -> None:
-        if self._out is not self._raw:
-            self._out.close()
-        self._raw.close()
+        try:
+            for pending in self._pending:
+                pending.result()
+        finally:
+            self._pool.shutdown()
+            if self._out is not self._raw:
+                self._out.close()
+            self._raw.close()

@@ -265,13 +265,10 @@ class _Pass:
         return None
 
 
-def _initial_types(dataset: DatasetConfig, pinned: Schema | None) -> dict[str, pa.DataType]:
-    types = {}
-    if pinned is not None:
-        types |= {f.name: arrow_type(f.type) for f in pinned.features}
-        types[pinned.label.name] = arrow_type(pinned.label.type)
-    types |= {name: arrow_type(kind) for name, kind in dataset.column_types.items()}
-    return types
+def _initial_types(dataset: DatasetConfig) -> dict[str, pa.DataType]:
+    # A pinned schema's types are not imposed on the reader: data that breaks them is an anomaly to report
+    # (with its severity), not a parse failure.
+    return {name: arrow_type(kind) for name, kind in dataset.column_types.items()}
 
 
 @stage_function
@@ -286,7 +283,7 @@ def prepare(config: PipelineConfig, run_uri: str) -> PrepareResult:
         plan = plan_sources(dataset)
         if plan.span is not None:
             log.info("prepare: reading span %d: %s", plan.span, plan.inputs)
-        column_types = _initial_types(dataset, pinned)
+        column_types = _initial_types(dataset)
         started = time.monotonic()
         while True:
             one_pass = _Pass(config, plan, pinned, tmp, column_types)

@@ -20,6 +20,7 @@ from kest_tasks.config import DatasetConfig
 from kest_tasks.errors import KestError
 
 CHUNK_ROWS = 65_536
+RANGE_BYTES = 32 << 20
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}
 # A column pyarrow guessed wrongly from the first block is read again as the next type in this chain.
 _WIDER = {pa.null(): pa.int64(), pa.int64(): pa.float64(), pa.float64(): pa.string()}
@@ -125,23 +126,41 @@ def csv_header(path: Path, delimiter: str) -> list[str]:
 
 
 def _csv_chunks(path: Path, delimiter: str, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
+    """The CSV in byte ranges of ~RANGE_BYTES cut at line ends, each parsed by pyarrow's multi-threaded
+    `read_csv` (twice as fast here as its streaming reader). Types guessed on the first range are imposed on
+    the rest, so every chunk of a file has the same schema; a later value that does not fit widens the column.
+    """
     header = csv_header(path, delimiter)
+    types = {k: v for k, v in column_types.items() if k in header}
+    row = 2
     try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=4 << 20, column_names=header, skip_rows=1),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=pacsv.ConvertOptions(
-                column_types={k: v for k, v in column_types.items() if k in header},
-                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True,
-                true_values=["\x00true"], false_values=["\x00false"],  # never guess booleans
-                timestamp_parsers=[],
-            ),
-        )
-        row = 2
-        for batch in reader:
-            yield Chunk(batch, str(path), row)
-            row += batch.num_rows
+        with open(path, "rb") as handle:
+            handle.readline()
+            carry = b""
+            while True:
+                block = handle.read(RANGE_BYTES)
+                data = carry + block
+                if not data:
+                    break
+                cut = data.rfind(b"\n") + 1 if block else len(data)
+                if cut == 0:
+                    carry = data
+                    continue
+                carry = data[cut:]
+                table = pacsv.read_csv(
+                    pa.py_buffer(data[:cut]),
+                    read_options=pacsv.ReadOptions(column_names=header, block_size=8 << 20),
+                    parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types=types, null_values=[""], strings_can_be_null=True,
+                        quoted_strings_can_be_null=True, true_values=["\x00true"], false_values=["\x00false"],
+                        timestamp_parsers=[],
+                    ),
+                )
+                types = dict(zip(table.schema.names, table.schema.types))
+                for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
+                    yield Chunk(batch, str(path), row)
+                    row += batch.num_rows
     except pa.ArrowInvalid as error:
         raise _explain_csv_error(path, delimiter, header, str(error), column_types) from None
 

@@ -115,3 +115,39 @@ def test_bad_config_fails_the_first_task_without_retries(dag, tmp_path, capfd):
     output = "".join(capfd.readouterr())
     assert "AirflowFailException: invalid config " in output and "trainer.stepz: unknown key" in output
     assert not (tmp_path / "artifacts").exists()
+
+
+def _penguins_csv(path: Path) -> Path:
+    import random
+
+    rng = random.Random(1)
+    lines = ["island,bill_length,flipper,sex,species"]
+    for _ in range(400):
+        species = rng.choice(["adelie", "gentoo", "chinstrap"])
+        island = {"adelie": rng.choice(["torgersen", "biscoe", "dream"]), "gentoo": "biscoe", "chinstrap": "dream"}
+        bill = {"adelie": 38.8, "gentoo": 47.5, "chinstrap": 48.8}[species] + rng.gauss(0, 2)
+        flipper = {"adelie": 190, "gentoo": 217, "chinstrap": 196}[species] + rng.gauss(0, 5)
+        lines.append(f"{island[species]},{bill:.1f},{int(flipper)},{rng.choice(['male', 'female', ''])},{species}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_dag_run_on_a_csv_with_string_features(dag, tmp_path):
+    overrides = iris_overrides(tmp_path, dataset={"path": str(_penguins_csv(tmp_path / "penguins.csv")),
+                                                  "label": "species"},
+                               model={"builder": "tabular"})
+    overrides["model_name"] = "penguins"
+    run = dag.test(run_conf={"overrides": overrides})
+    assert run.state == "success", _states(run)
+    folder = _run_folder(tmp_path / "artifacts")
+    schema = json.loads((folder / "data" / "schema.json").read_text())
+    assert {f["name"]: f["type"] for f in schema["features"]} == {
+        "island": "string", "bill_length": "float", "flipper": "int", "sex": "string"}
+    summary = json.loads((folder / "summary.json").read_text())
+    published = Path(summary["published_model"])
+    from kest_tasks.export import query_in_fresh_process
+
+    answer = query_in_fresh_process(published, {"island": ["biscoe", "torgersen"], "bill_length": [47.0, 38.0],
+                                                "flipper": [218, 189], "sex": ["male", ""]}, tmp_path)
+    assert answer["outputs"]["classes"] == ["gentoo", "adelie"]
