@@ -88,7 +88,7 @@ class ValidationConfig(_Section):
         default_factory=dict, description="Override the severity of an anomaly kind."
     )
     max_missing_increase: float = Field(
-        0.05, ge=0, le=1, description="Missing-value fraction allowed above the pinned schema's before it is an anomaly."
+        0.05, ge=0, le=1, description="Missing fraction allowed above the pinned schema's before it is an anomaly."
     )
 
     def severity_of(self, kind: str) -> str:

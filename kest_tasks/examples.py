@@ -18,7 +18,7 @@ import gzip
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import google_crc32c
 import numpy as np
@@ -109,7 +109,7 @@ class Ragged:
         return self
 
 
-Part = Union[Fixed, Ragged]
+Part = Fixed | Ragged
 
 
 def constant(data: bytes, n: int) -> Fixed:
@@ -280,7 +280,7 @@ class TFRecordFile:
     """An output TFRecord file, plain or gzip (what TFRecordDataset's compression_type="GZIP" reads).
 
     Writes (and gzip compression) run on a background thread, which releases the GIL, so they overlap
-    with parsing and encoding the next chunk; at most two writes are pending, bounding memory.
+    with parsing and encoding the next chunk; at most one write is pending, bounding memory.
     """
 
     def __init__(self, path: Path, compression: str, level: int = 6) -> None:
@@ -295,7 +295,7 @@ class TFRecordFile:
         self._pending: list[Future] = []
 
     def write(self, frames: np.ndarray, records: int) -> None:
-        while len(self._pending) >= 2:
+        while len(self._pending) >= 1:
             self._pending.pop(0).result()
         self._pending.append(self._pool.submit(self._out.write, memoryview(frames)))
         self.records += records

@@ -20,7 +20,7 @@ from kest_tasks.config import DatasetConfig
 from kest_tasks.errors import KestError
 
 CHUNK_ROWS = 65_536
-RANGE_BYTES = 32 << 20
+RANGE_BYTES = 8 << 20
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}
 # A column pyarrow guessed wrongly from the first block is read again as the next type in this chain.
 _WIDER = {pa.null(): pa.int64(), pa.int64(): pa.float64(), pa.float64(): pa.string()}
@@ -180,7 +180,8 @@ def _explain_csv_error(path: Path, delimiter: str, header: list[str], message: s
             reader = csv.reader(handle, delimiter=delimiter, strict=True)
             for fields in reader:
                 if len(fields) != len(header):
-                    return DataError(f"{path} row {reader.line_num}: expected {len(header)} fields, found {len(fields)}")
+                    found = len(fields)
+                    return DataError(f"{path} row {reader.line_num}: expected {len(header)} fields, found {found}")
                 if any("\x00" in field for field in fields):
                     return DataError(f"{path} row {reader.line_num}: binary data (NUL byte) in a text CSV")
     except UnicodeDecodeError as error:

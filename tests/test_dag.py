@@ -45,7 +45,7 @@ def test_dag_file_imports_no_tensorflow():
 
 
 def _states(run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in run.get_task_instances()}
+    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in run.get_task_instances()}
 
 
 def _run_folder(artifacts: Path) -> Path:

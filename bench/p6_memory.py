@@ -1,0 +1,65 @@
+"""P6: peak RSS of prepare on 10M rows vs 100k rows (prepare streams: memory must not grow with the input).
+
+Each size runs in a fresh process that reports its own peak RSS (ru_maxrss), so imports count the same in both.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import REPO, entry
+
+LARGE = int(os.environ.get("KEST_BENCH_P6_ROWS", "10000000"))
+SMALL = 100_000
+FEATURES = 5
+
+_PROBE = """
+import json, resource, sys
+from kest_tasks.config import load_config
+from kest_tasks.prepare import prepare
+config = load_config(sys.argv[1], {"artifact_root": sys.argv[3],
+                                   "dataset": {"path": sys.argv[2], "label": "label", "compression": "NONE"}})
+rows = prepare(config, sys.argv[3] + "/runs/p6").rows
+print(json.dumps({"rows": rows, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def write_csv(path: Path, rows: int) -> None:
+    rng = np.random.default_rng(6)
+    with open(path, "w") as handle:
+        handle.write(",".join([f"f{i}" for i in range(FEATURES)] + ["label"]) + "\n")
+        for start in range(0, rows, 500_000):
+            n = min(500_000, rows - start)
+            values = np.char.mod("%.3f", rng.normal(size=(n, FEATURES)))
+            labels = rng.integers(0, 3, size=(n, 1)).astype(str)
+            handle.write("\n".join(",".join(row) for row in np.hstack([values, labels])) + "\n")
+
+
+def peak_rss(csv_path: Path, work: Path) -> tuple[int, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(REPO / "configs" / "iris.yaml"), str(csv_path), str(work)],
+        capture_output=True, text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["rows"], result["max_rss_mb"]
+
+
+def measure() -> dict[str, dict]:
+    with tempfile.TemporaryDirectory(prefix="kest-bench-p6-") as work:
+        work_path = Path(work)
+        measured = {}
+        for rows in (SMALL, LARGE):
+            csv_path = work_path / f"rows-{rows}.csv"
+            write_csv(csv_path, rows)
+            got, rss = peak_rss(csv_path, work_path / f"work-{rows}")
+            assert got == rows
+            measured[rows] = rss
+            csv_path.unlink()
+    return {"P6": entry(f"peak RSS of prepare on {LARGE} rows vs {SMALL} rows ({FEATURES} floats + label)",
+                        measured[LARGE], measured[SMALL], "MB")}
