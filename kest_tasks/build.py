@@ -41,6 +41,7 @@ class BuildResult(StageResult):
     input_plan: InputPlan
     output_names: list[str]
     parameters: int
+    metric_names: list[str] = ["loss"]
 
 
 @register_builder("iris")
@@ -85,7 +86,8 @@ def tabular_mlp(schema: Schema, config: PipelineConfig):
     return tf.keras.Model(inputs, tf.keras.layers.Dense(outputs, name="output")(hidden))
 
 
-def compile_model(model, schema: Schema, config: PipelineConfig) -> None:
+def compile_model(model, schema: Schema, config: PipelineConfig) -> list[str]:
+    """Compile with Adam and the label kind's loss; return the names of the metrics evaluation reports."""
     tf = import_tensorflow()
     # The Estimator only takes legacy optimizers (it converts others, with a warning per run).
     optimizer = tf.keras.optimizers.legacy.Adam(learning_rate=config.model.learning_rate)
@@ -97,6 +99,7 @@ def compile_model(model, schema: Schema, config: PipelineConfig) -> None:
         loss = tf.keras.losses.MeanSquaredError()
         metrics = [tf.keras.metrics.MeanAbsoluteError(name="mae")]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    return ["loss"] + [metric.name for metric in metrics]
 
 
 def model_input_specs(model) -> list[InputSpec]:
@@ -124,7 +127,7 @@ def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> Buil
         tf.keras.backend.clear_session()
         tf.keras.utils.set_random_seed(config.seed)
         model = builder(schema, config.model_copy(deep=True))
-        compile_model(model, schema, config)
+        metric_names = compile_model(model, schema, config)
         plan = plan_model_inputs(model_input_specs(model), schema)
         model.save(tmp / MODEL_FILE, save_format="h5")
         summary = io.StringIO()
@@ -137,6 +140,7 @@ def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> Buil
             input_plan=plan,
             output_names=list(model.output_names),
             parameters=model.count_params(),
+            metric_names=metric_names,
         )
 
     return run_once(run_uri, "model", BuildResult, produce)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import sys
 
@@ -10,7 +11,7 @@ import yaml
 
 from kest_tasks.config import ConfigError, deep_merge, load_config
 from kest_tasks.errors import KestError
-from kest_tasks.pipeline import DEFAULT_CONFIG, format_summary, latest_summary, run_pipeline
+from kest_tasks.pipeline import DEFAULT_CONFIG, configure, format_summary, latest_summary, run_pipeline, run_stage
 
 
 def parse_override(text: str) -> dict:
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config value, e.g. --set trainer.steps=200 (repeatable)")
     run.add_argument("--run-id", default=None, help="run folder name (default: cli__<UTC time>)")
+    stage = commands.add_parser("stage", help="run one stage of a run (configures the run if it is new)")
+    stage.add_argument("name", help="prepare, build, train, evaluate, gate, export or publish")
+    stage.add_argument("--run-id", required=True, help="the run folder name")
+    stage.add_argument("--config", default=str(DEFAULT_CONFIG), help="pipeline config (YAML or JSON)")
+    stage.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value (used only when the run is new)")
     return parser
 
 
@@ -47,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides: dict = {}
         for text in args.overrides:
             overrides = deep_merge(overrides, parse_override(text))
+        if args.command == "stage":
+            run_uri = configure(args.config, overrides, args.run_id).run_uri
+            print(json.dumps(run_stage(args.name, run_uri), indent=2, sort_keys=True))
+            return 0
         if args.command == "run":
             run_id = args.run_id or "cli__" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
             summary = run_pipeline(args.config, overrides, run_id)

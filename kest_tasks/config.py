@@ -138,6 +138,13 @@ class ModelConfig(_Section):
     params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for the builder.")
 
 
+class EarlyStoppingConfig(_Section):
+    metric: str = Field("loss", description="Evaluation metric to watch (loss, accuracy, mae).")
+    mode: Literal["min", "max"] = Field("min", description="Whether the metric should decrease or increase.")
+    patience_steps: int = Field(..., ge=1, description="Stop when the metric has not improved for this many steps.")
+    min_steps: int = Field(0, ge=0, description="Never stop before this global step.")
+
+
 class TrainerConfig(_Section):
     kind: Literal["keras"] = Field("keras", description="How the Estimator is made.")
     steps: int = Field(500, ge=1, description="Total training steps (global_step to reach).")
@@ -147,6 +154,9 @@ class TrainerConfig(_Section):
     keep_checkpoint_max: int = Field(3, ge=1, description="Checkpoints to keep.")
     log_steps: int = Field(100, ge=1, description="Log step, loss and steps/s every N steps.")
     eval_throttle_secs: int = Field(0, ge=0, description="Minimum seconds between evaluations in training.")
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="Stop training when an evaluation metric stops improving (evaluated at each checkpoint)."
+    )
 
 
 class Threshold(_Section):

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kest_tasks.config import PipelineConfig, config_to_json, load_config
+from kest_tasks.config import ConfigError, PipelineConfig, config_to_json, load_config
 from kest_tasks.stage import RESULT_FILE, StageResult, load_run_config, run_uri_for
 from kest_tasks.storage import (
     local_path,
@@ -82,27 +82,45 @@ def latest_summary(config: PipelineConfig) -> dict[str, Any] | None:
     return read_json(summaries[-1]) if summaries else None
 
 
+# Stage name → (folder its result.json lives in, {argument: upstream stage}).
+STAGES: dict[str, tuple[str, dict[str, str]]] = {
+    "prepare": ("data", {}),
+    "build": ("model", {"prepared": "prepare"}),
+    "train": ("train", {"prepared": "prepare", "built": "build"}),
+    "evaluate": ("eval", {"prepared": "prepare", "built": "build", "trained": "train"}),
+    "gate": ("gate", {"evaluated": "evaluate"}),
+    "export": ("export", {"prepared": "prepare", "built": "build", "trained": "train"}),
+    "publish": ("publish", {"exported": "export", "blessing": "gate", "evaluated": "evaluate"}),
+}
+
+
+def stage_result(run_uri: str, stage: str) -> dict[str, Any]:
+    """The stored result of a finished stage of this run; ConfigError if it has not finished."""
+    path = local_path(run_uri) / STAGES[stage][0] / RESULT_FILE
+    if not path.exists():
+        raise ConfigError(f"stage {stage!r} has not finished in {run_uri}: run it first")
+    return read_json(path)
+
+
+def run_stage(stage: str, run_uri: str) -> dict[str, Any]:
+    """Run one stage of an existing run, its upstream results read from the run folder. Returns its result."""
+    import importlib
+
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")
+    upstream = {argument: stage_result(run_uri, source) for argument, source in STAGES[stage][1].items()}
+    function = getattr(importlib.import_module(f"kest_tasks.{stage}"), stage)
+    return function(load_run_config(run_uri), run_uri, **upstream).model_dump(mode="json")
+
+
 def run_pipeline(config_path: str | Path, overrides: dict[str, Any] | None, run_id: str) -> dict[str, Any]:
     """Run every stage in this process, as the DAG does task by task. Returns the run summary."""
-    from kest_tasks.build import build
-    from kest_tasks.evaluate import evaluate
-    from kest_tasks.export import export
-    from kest_tasks.gate import gate
-    from kest_tasks.prepare import prepare
-    from kest_tasks.publish import publish
-    from kest_tasks.train import train
-
-    configured = configure(config_path, overrides, run_id)
-    run_uri = configured.run_uri
-    config = load_run_config(run_uri)
-    prepared = prepare(config, run_uri)
-    built = build(config, run_uri, prepared)
-    trained = train(config, run_uri, prepared, built)
-    evaluated = evaluate(config, run_uri, prepared, built, trained)
-    blessing = gate(config, run_uri, evaluated)
-    if blessing.blessed:
-        exported = export(config, run_uri, prepared, built, trained)
-        publish(config, run_uri, exported, blessing, evaluated)
-    else:
-        log.info("export and publish skipped: %s", blessing.reason)
+    run_uri = configure(config_path, overrides, run_id).run_uri
+    for stage in STAGES:
+        if stage == "export":
+            blessing = stage_result(run_uri, "gate")
+            if not blessing["blessed"]:
+                log.info("export and publish skipped: %s", blessing["reason"])
+                break
+        run_stage(stage, run_uri)
     return summarize(run_uri)

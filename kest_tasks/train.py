@@ -9,7 +9,7 @@ import logging
 import time
 
 from kest_tasks.build import BuildResult
-from kest_tasks.config import PipelineConfig
+from kest_tasks.config import ConfigError, PipelineConfig
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.stage import StageResult, stage_dir, stage_function
@@ -26,6 +26,7 @@ class TrainResult(StageResult):
     global_step: int
     eval_metrics: dict[str, float]
     seconds: float
+    stopped_early: bool = False
 
 
 def run_config(config: PipelineConfig, model_dir: str):
@@ -63,6 +64,24 @@ def input_fn(config: PipelineConfig, prepared: PrepareResult, built: BuildResult
     return make
 
 
+def early_stopping_hooks(config: PipelineConfig, built: BuildResult, estimator) -> list:
+    """The Estimator's stop-if-no-improvement hook for trainer.early_stopping (none when it is unset).
+
+    It reads the evaluation summaries train_and_evaluate writes at every checkpoint.
+    """
+    tf = import_tensorflow()
+    stopping = config.trainer.early_stopping
+    if stopping is None:
+        return []
+    if stopping.metric not in built.metric_names:
+        raise ConfigError(f"trainer.early_stopping.metric {stopping.metric!r} is not an evaluation metric "
+                          f"(metrics: {', '.join(built.metric_names)})")
+    make_hook = (tf.estimator.experimental.stop_if_no_decrease_hook if stopping.mode == "min"
+                 else tf.estimator.experimental.stop_if_no_increase_hook)
+    return [make_hook(estimator, stopping.metric, stopping.patience_steps, min_steps=stopping.min_steps,
+                      run_every_secs=None, run_every_steps=config.trainer.checkpoint_steps)]
+
+
 def _as_floats(metrics: dict) -> dict[str, float]:
     return {key: float(value) for key, value in (metrics or {}).items()}
 
@@ -75,8 +94,9 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
     done = model_dir / "result.json"
     if done.exists():
         result = TrainResult.model_validate(read_json(done))
-        if result.global_step >= config.trainer.steps:
-            log.info("train: already trained to step %d in %s", result.global_step, model_dir)
+        if result.global_step >= config.trainer.steps or result.stopped_early:
+            how = "stopped early" if result.stopped_early else "trained"
+            log.info("train: already %s at step %d in %s", how, result.global_step, model_dir)
             return result
     model_dir.mkdir(parents=True, exist_ok=True)
     resumed_from = tf.train.latest_checkpoint(str(model_dir))
@@ -84,7 +104,8 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
         log.info("train: resuming from checkpoint %s", resumed_from)
     estimator = keras_estimator(config, built, str(model_dir))
     train_spec = tf.estimator.TrainSpec(
-        input_fn=input_fn(config, prepared, built, "train", training=True), max_steps=config.trainer.steps
+        input_fn=input_fn(config, prepared, built, "train", training=True), max_steps=config.trainer.steps,
+        hooks=early_stopping_hooks(config, built, estimator),
     )
     eval_spec = tf.estimator.EvalSpec(
         input_fn=input_fn(config, prepared, built, "eval", training=False),
@@ -95,15 +116,18 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
     seconds = time.monotonic() - started
     eval_metrics = _as_floats(outcome[0] if outcome else {})
     checkpoint = tf.train.latest_checkpoint(str(model_dir))
+    global_step = checkpoint_step(checkpoint)
     result = TrainResult(
         model_dir=str(model_dir),
         checkpoint=checkpoint,
-        global_step=checkpoint_step(checkpoint),
+        global_step=global_step,
+        stopped_early=global_step < config.trainer.steps,
         eval_metrics=eval_metrics,
         seconds=round(seconds, 3),
     )
     write_json_atomic(done, result.model_dump(mode="json"))
-    log.info("train: reached step %d in %.1f s; eval split: %s", result.global_step, seconds, eval_metrics)
+    log.info("train: %s step %d in %.1f s; eval split: %s",
+             "stopped early at" if result.stopped_early else "reached", result.global_step, seconds, eval_metrics)
     return result
 
 

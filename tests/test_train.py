@@ -48,4 +48,26 @@ def test_finished_training_is_not_repeated(iris_config, upstream, caplog):
     first = train(iris_config, run, prepared, built)
     caplog.set_level(logging.INFO)
     assert train(iris_config, run, prepared, built) == first
-    assert "already trained to step 40" in caplog.text
+    assert "already trained at step 40" in caplog.text
+
+
+def test_early_stopping_ends_training_and_a_retry_does_not_continue(iris_config, upstream, caplog):
+    run, prepared, built = upstream
+    iris_config.trainer.steps = 5000
+    iris_config.trainer.checkpoint_steps = 50
+    # Loss falls as Iris trains, so "stop if loss does not increase for 100 steps" must fire early.
+    iris_config.trainer.early_stopping = {"metric": "loss", "mode": "max", "patience_steps": 100}
+    result = train(iris_config, run, prepared, built)
+    assert result.stopped_early and 100 <= result.global_step < 1000
+    caplog.set_level(logging.INFO)
+    assert train(iris_config, run, prepared, built) == result
+    assert "stopped early" in caplog.text
+
+
+def test_early_stopping_on_a_metric_evaluation_lacks_is_refused(iris_config, upstream):
+    from kest_tasks.config import ConfigError
+
+    run, prepared, built = upstream
+    iris_config.trainer.early_stopping = {"metric": "auc", "mode": "max", "patience_steps": 100}
+    with pytest.raises(ConfigError, match=r"trainer.early_stopping.metric 'auc' is not an evaluation metric"):
+        train(iris_config, run, prepared, built)

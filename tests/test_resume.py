@@ -1,0 +1,54 @@
+"""Fault recovery: training killed with SIGKILL mid-run resumes from its last checkpoint on retry."""
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kest_tasks.pipeline import configure, run_stage
+from tests.conftest import IRIS_CONFIG, iris_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def test_kill_9_then_retry_resumes_at_the_checkpoint_and_stops_at_the_configured_step(tmp_path, caplog):
+    overrides = iris_overrides(tmp_path, trainer={"steps": 3000, "checkpoint_steps": 100})
+    run_uri = configure(IRIS_CONFIG, overrides, "kill-test").run_uri
+    run_stage("prepare", run_uri)
+    run_stage("build", run_uri)
+    model_dir = Path(run_uri) / "train"
+    training = subprocess.Popen(
+        [sys.executable, "-m", "kest_tasks", "stage", "train", "--run-id", "kill-test",
+         "--config", str(IRIS_CONFIG), "--set", f"artifact_root={tmp_path / 'artifacts'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            steps = [int(p.name.split("-")[1].split(".")[0]) for p in model_dir.glob("model.ckpt-*.index")]
+            if steps and max(steps) >= 300:
+                break
+            assert training.poll() is None, "training ended before it could be killed"
+            time.sleep(0.1)
+        else:
+            pytest.fail("no checkpoint at step >= 300 within 240 s")
+    finally:
+        training.send_signal(signal.SIGKILL)
+        training.wait()
+    assert training.returncode == -signal.SIGKILL
+    from kest_tasks.tfenv import import_tensorflow
+
+    # What a restart will see: the checkpoint the state file names (a save cut short by the kill is not it).
+    killed_at = int(import_tensorflow().train.latest_checkpoint(str(model_dir)).rsplit("-", 1)[1])
+    assert 300 <= killed_at < 3000
+    assert not (model_dir / "result.json").exists()
+
+    caplog.set_level(logging.INFO)
+    result = run_stage("train", run_uri)
+    assert result["global_step"] == 3000 and result["checkpoint"].endswith("model.ckpt-3000")
+    resumed = [r.getMessage() for r in caplog.records if "resuming from checkpoint" in r.getMessage()]
+    assert resumed and resumed[0].endswith(f"model.ckpt-{killed_at}")
