@@ -22,6 +22,9 @@ from airflow.sdk import Param, dag, task
 
 KEST_HOME = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = os.environ.get("KEST_CONFIG", str(KEST_HOME / "configs" / "iris.yaml"))
+# GPU workers: point the train task at their Celery queue and a pool that caps concurrent trainings.
+TRAIN_QUEUE = os.environ.get("KEST_TRAIN_QUEUE", "default")
+TRAIN_POOL = os.environ.get("KEST_TRAIN_POOL", "default_pool")
 
 
 @contextlib.contextmanager
@@ -91,7 +94,7 @@ def kest_pipeline():
         """Build and compile the configured Keras model; save it as HDF5."""
         return call_stage("build", run, prepared=prepared)
 
-    @task
+    @task(queue=TRAIN_QUEUE, pool=TRAIN_POOL)
     def train(run: dict, prepared: dict, built: dict) -> dict:
         """model_to_estimator + train_and_evaluate; a retry resumes from the last checkpoint."""
         return call_stage("train", run, prepared=prepared, built=built)

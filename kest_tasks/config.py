@@ -154,6 +154,10 @@ class TrainerConfig(_Section):
     keep_checkpoint_max: int = Field(3, ge=1, description="Checkpoints to keep.")
     log_steps: int = Field(100, ge=1, description="Log step, loss and steps/s every N steps.")
     eval_throttle_secs: int = Field(0, ge=0, description="Minimum seconds between evaluations in training.")
+    distribution: Literal["none", "mirrored", "multi_worker", "parameter_server"] = Field(
+        "none", description="tf.distribute strategy for training: mirrored uses every visible GPU of this machine; "
+        "multi_worker and parameter_server read the cluster from TF_CONFIG.",
+    )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="Stop training when an evaluation metric stops improving (evaluated at each checkpoint)."
     )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,14 @@ def test_dag_run_on_a_csv_with_string_features(dag, tmp_path):
     answer = query_in_fresh_process(published, {"island": ["biscoe", "torgersen"], "bill_length": [47.0, 38.0],
                                                 "flipper": [218, 189], "sex": ["male", ""]}, tmp_path)
     assert answer["outputs"]["classes"] == ["gentoo", "adelie"]
+
+
+def test_train_task_queue_and_pool_come_from_the_environment(airflow_db):
+    probe = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"dag = DagBag(dag_folder={str(DAG_FILE)!r}).get_dag('kest_pipeline')\n"
+        "print(dag.get_task('train').queue, dag.get_task('train').pool, dag.get_task('prepare').queue)\n"
+    )
+    env = {**os.environ, "KEST_TRAIN_QUEUE": "gpu", "KEST_TRAIN_POOL": "gpu_pool"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip().splitlines()[-1] == "gpu gpu_pool default"

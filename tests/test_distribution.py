@@ -1,0 +1,76 @@
+"""Distribution: strategies from the config, and real multi-worker training over loopback (chief + worker)."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kest_tasks.config import ConfigError
+from kest_tasks.pipeline import configure, run_stage
+from tests.conftest import IRIS_CONFIG, iris_overrides
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_cluster_strategies_need_tf_config(iris_config, monkeypatch):
+    from kest_tasks.train import distribution_strategy
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    for kind in ("multi_worker", "parameter_server"):
+        iris_config.trainer.distribution = kind
+        with pytest.raises(ConfigError, match=f"trainer.distribution '{kind}' needs the cluster in the TF_CONFIG"):
+            distribution_strategy(iris_config)
+
+
+def test_unknown_distribution_is_a_config_error(tmp_path):
+    from kest_tasks.config import load_config
+
+    with pytest.raises(ConfigError, match=r"trainer.distribution: Input should be 'none', 'mirrored'"):
+        load_config(IRIS_CONFIG, iris_overrides(tmp_path, trainer={"distribution": "tpu"}))
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_trains(tmp_path):
+    run_uri = configure(IRIS_CONFIG, iris_overrides(tmp_path, trainer={"steps": 100, "distribution": "mirrored"}),
+                        "mirrored").run_uri
+    run_stage("prepare", run_uri)
+    run_stage("build", run_uri)
+    assert run_stage("train", run_uri)["global_step"] == 100
+
+
+@pytest.mark.slow
+def test_multi_worker_training_on_loopback_then_export(tmp_path):
+    overrides = iris_overrides(tmp_path, trainer={"steps": 200, "checkpoint_steps": 50, "distribution": "multi_worker"})
+    run_uri = configure(IRIS_CONFIG, overrides, "multi-worker").run_uri
+    run_stage("prepare", run_uri)
+    run_stage("build", run_uri)
+    cluster = {"chief": [f"127.0.0.1:{_free_port()}"], "worker": [f"127.0.0.1:{_free_port()}"]}
+    processes = []
+    for task_type in ("chief", "worker"):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task_type, "index": 0}})}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "kest_tasks", "stage", "train", "--run-id", "multi-worker",
+             "--config", str(IRIS_CONFIG), "--set", f"artifact_root={tmp_path / 'artifacts'}"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ))
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=300)[0])
+    finally:
+        for process in processes:
+            process.kill()
+    assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    assert "worker 0 finished its part" in outputs[1], outputs[1][-4000:]
+    result = json.loads((Path(run_uri) / "train" / "result.json").read_text())
+    assert result["global_step"] == 200
+    exported = run_stage("export", run_uri)
+    assert exported["checked_rows"] > 0
