@@ -20,7 +20,7 @@ from kest_tasks.config import DatasetConfig
 from kest_tasks.errors import KestError
 
 CHUNK_ROWS = 32_768
-RANGE_BYTES = 4 << 20
+RANGE_BYTES = 2 << 20
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}
 # A column pyarrow guessed wrongly from the first block is read again as the next type in this chain.
 _WIDER = {pa.null(): pa.int64(), pa.int64(): pa.float64(), pa.float64(): pa.string()}
