@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from kest_tasks.config import ConfigError, PipelineConfig
+from kest_tasks.estimators import import_function
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.stage import StageResult, run_once, stage_function
-from kest_tasks.tfdata import InputPlan, InputSpec, plan_model_inputs
+from kest_tasks.storage import write_json_atomic
+from kest_tasks.tfdata import InputPlan, InputSpec, plan_model_inputs, raw_plan
 from kest_tasks.tfenv import import_tensorflow
 
 log = logging.getLogger("kest.build")
@@ -106,6 +108,38 @@ def model_input_specs(model) -> list[InputSpec]:
     return [InputSpec(name=name, shape=list(tensor.shape)) for name, tensor in zip(model.input_names, model.inputs)]
 
 
+def _explicit_accuracy(model, schema: Schema) -> list[str]:
+    """Recompile a user's model with the string metric "accuracy" made SparseCategoricalAccuracy.
+
+    Reloaded from HDF5 inside model_to_estimator, the string resolves to categorical accuracy against the
+    class-index labels and reports 0. Returns the metric names evaluation will report.
+    """
+    tf = import_tensorflow()
+    metrics = list(model.compiled_metrics._user_metrics or [])
+    if schema.label.kind == "classification" and any(m in ("accuracy", "acc") for m in metrics):
+        metrics = [tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy") if m in ("accuracy", "acc") else m
+                   for m in metrics]
+        model.compile(optimizer=model.optimizer, loss=model.loss, metrics=metrics)
+    return ["loss"] + [getattr(m, "name", str(m)) for m in metrics]
+
+
+def _describe_estimator(config: PipelineConfig, schema: Schema, tmp: Path, final: Path) -> BuildResult:
+    """Premade and model_fn Estimators are built by the train stage; record what will be built."""
+    trainer = config.trainer
+    description = {"kind": trainer.kind, "premade": trainer.premade.model_dump() if trainer.kind == "premade" else None,
+                   "model_fn": trainer.model_fn}
+    if trainer.kind == "model_fn":  # fail here, not an hour into training, if the model_fn cannot be found
+        import_function(trainer.model_fn, config.model.code_dir, "trainer.model_fn")
+    write_json_atomic(tmp / "estimator.json", description)
+    classify = schema.label.kind == "classification"
+    metric_names = ["loss", "average_loss"] + (["accuracy"] if classify else [])
+    if trainer.kind == "model_fn":
+        metric_names = ["loss"]
+    log.info("build: %s Estimator %s", trainer.kind, description)
+    return BuildResult(model_uri=str(final / "estimator.json"), input_plan=raw_plan(schema), output_names=[],
+                       parameters=0, metric_names=metric_names)
+
+
 @stage_function
 def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> BuildResult:
     """Build, compile and save the model under `<run_uri>/model/`.
@@ -115,19 +149,35 @@ def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> Buil
     """
     tf = import_tensorflow()
     schema = Schema.load(prepared.schema_uri)
-    try:
+    if config.trainer.kind != "keras":
+        return run_once(run_uri, "model", BuildResult,
+                        lambda tmp, final: _describe_estimator(config, schema, tmp, final))
+    user_builder = ":" in config.model.builder
+    if user_builder:
+        builder = import_function(config.model.builder, config.model.code_dir, "model.builder")
+    elif config.model.builder in BUILDERS:
         builder = BUILDERS[config.model.builder]
-    except KeyError:
+    else:
         raise ConfigError(
-            f"model.builder {config.model.builder!r} is not registered (known: {', '.join(sorted(BUILDERS))})"
-        ) from None
+            f"model.builder {config.model.builder!r} is not registered (known: {', '.join(sorted(BUILDERS))}; "
+            "or name your own as module:function)"
+        )
 
     def produce(tmp: Path, final: Path) -> BuildResult:
         # A fresh graph and seed give the same layer names and initial weights on every run and retry.
         tf.keras.backend.clear_session()
         tf.keras.utils.set_random_seed(config.seed)
         model = builder(schema, config.model_copy(deep=True))
-        metric_names = compile_model(model, schema, config)
+        if not isinstance(model, tf.keras.Model):
+            raise ConfigError(f"model.builder {config.model.builder!r} returned {type(model).__name__}, "
+                              "not a keras.Model")
+        if user_builder:
+            if getattr(model, "optimizer", None) is None:
+                raise ConfigError(f"model.builder {config.model.builder!r} returned an uncompiled model: call "
+                                  "model.compile(optimizer=..., loss=..., metrics=[...]) before returning it")
+            metric_names = _explicit_accuracy(model, schema)
+        else:
+            metric_names = compile_model(model, schema, config)
         plan = plan_model_inputs(model_input_specs(model), schema)
         model.save(tmp / MODEL_FILE, save_format="h5")
         summary = io.StringIO()

@@ -133,7 +133,10 @@ class DatasetConfig(_Section):
 
 
 class ModelConfig(_Section):
-    builder: str = Field("iris", description="Registered model builder name.")
+    builder: str = Field(
+        "iris", description="Registered builder (iris, tabular) or your own as module:function from code_dir."
+    )
+    code_dir: str | None = Field(None, description="Folder holding your builder or model_fn modules.")
     learning_rate: float = Field(0.001, gt=0, le=10, description="Adam learning rate.")
     params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for the builder.")
 
@@ -145,8 +148,19 @@ class EarlyStoppingConfig(_Section):
     min_steps: int = Field(0, ge=0, description="Never stop before this global step.")
 
 
+class PremadeConfig(_Section):
+    type: Literal["linear", "dnn", "dnn_linear", "boosted_trees"] = Field("dnn", description="Canned Estimator.")
+    hidden_units: list[int] = Field(default_factory=lambda: [32, 16], description="DNN layer widths.")
+    embedding_dim: int = Field(8, ge=1, description="Embedding width of string features in DNNs.")
+
+
 class TrainerConfig(_Section):
-    kind: Literal["keras"] = Field("keras", description="How the Estimator is made.")
+    kind: Literal["keras", "premade", "model_fn"] = Field(
+        "keras", description="keras: model_to_estimator on the built model; premade: a canned Estimator with "
+        "feature columns from the schema; model_fn: your own model_fn (module:function).",
+    )
+    premade: PremadeConfig = Field(default_factory=PremadeConfig)
+    model_fn: str | None = Field(None, description="module:function of a custom model_fn (kind: model_fn).")
     steps: int = Field(500, ge=1, description="Total training steps (global_step to reach).")
     batch_size: int = Field(32, ge=1, le=1_000_000, description="Examples per training step.")
     shuffle_buffer: int = Field(1000, ge=1, description="Examples held in the shuffle buffer.")
@@ -196,6 +210,12 @@ class PipelineConfig(_Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 
+    @model_validator(mode="after")
+    def _model_fn_named(self) -> PipelineConfig:
+        if self.trainer.kind == "model_fn" and not self.trainer.model_fn:
+            raise ValueError("trainer.kind 'model_fn' needs trainer.model_fn: module:function")
+        return self
+
     @field_validator("model_name")
     @classmethod
     def _model_name_is_safe(cls, value: str) -> str:
@@ -212,6 +232,8 @@ class PipelineConfig(_Section):
             dataset.splits = {name: _resolve(path, base) for name, path in dataset.splits.items()}
         if dataset.tfds is not None:
             dataset.tfds.data_dir = _resolve(dataset.tfds.data_dir, base)
+        if resolved.model.code_dir is not None:
+            resolved.model.code_dir = _resolve(resolved.model.code_dir, base)
         if dataset.schema_file is not None:
             dataset.schema_file = _resolve(dataset.schema_file, base)
         resolved.export.root = _resolve(self.export.root, base)

@@ -6,10 +6,12 @@ from pathlib import Path
 
 from kest_tasks.build import BuildResult
 from kest_tasks.config import PipelineConfig
+from kest_tasks.estimators import make_estimator
 from kest_tasks.prepare import PrepareResult
+from kest_tasks.schema import Schema
 from kest_tasks.stage import StageResult, run_once, stage_function
 from kest_tasks.storage import write_json_atomic
-from kest_tasks.train import TrainResult, input_fn, keras_estimator
+from kest_tasks.train import TrainResult, input_fn
 
 log = logging.getLogger("kest.evaluate")
 
@@ -29,7 +31,8 @@ def evaluate(
 
     def produce(tmp: Path, final: Path) -> EvaluateResult:
         # The Estimator gets a model_dir of its own so evaluation never writes into training's folder.
-        estimator = keras_estimator(config, built, str(tmp / "estimator"))
+        schema = Schema.load(prepared.schema_uri)
+        estimator = make_estimator(config, built, schema, str(tmp / "estimator"))
         raw = estimator.evaluate(
             input_fn(config, prepared, built, "test", training=False),
             steps=None, checkpoint_path=trained.checkpoint, name="test",

@@ -17,13 +17,14 @@ from pathlib import Path
 from kest_tasks.build import BuildResult
 from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
+from kest_tasks.estimators import make_estimator, run_config
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.serving_check import to_plain_list
 from kest_tasks.stage import StageResult, run_once, stage_function
 from kest_tasks.tfdata import feature_dtypes, read_examples, to_model_inputs, vocabulary_tables
 from kest_tasks.tfenv import import_tensorflow
-from kest_tasks.train import TrainResult, keras_estimator, run_config
+from kest_tasks.train import TrainResult
 
 log = logging.getLogger("kest.export")
 
@@ -41,18 +42,27 @@ class ExportResult(StageResult):
     load_seconds: float
 
 
+def _model_output(raw, built: BuildResult):
+    """The model's raw output tensor among an Estimator's predictions (Keras, premade or model_fn)."""
+    if not isinstance(raw, dict):
+        return raw
+    for key in ("logits", "predictions", *built.output_names):
+        if key in raw:
+            return raw[key]
+    raise ExportError(f"the model's predictions {sorted(raw)} have no 'logits' or 'predictions' output")
+
+
 def _serving_estimator(config: PipelineConfig, built: BuildResult, schema: Schema, model_dir: str):
-    """An Estimator over the Keras model_fn whose predictions add probabilities and class names."""
+    """An Estimator over the run's model_fn whose predictions add probabilities and class names."""
     tf = import_tensorflow()
-    keras_model_fn = keras_estimator(config, built, model_dir).model_fn
+    inner_model_fn = make_estimator(config, built, schema, model_dir).model_fn
     classes = schema.label.classes
 
     def model_fn(features, labels, mode, config):
-        spec = keras_model_fn(features, labels, mode, config)
+        spec = inner_model_fn(features, labels, mode, config)
         if mode != tf.estimator.ModeKeys.PREDICT:
             return spec
-        raw = spec.predictions
-        output = raw[built.output_names[0]] if isinstance(raw, dict) else raw
+        output = _model_output(spec.predictions, built)
         if classes:
             class_ids = tf.argmax(output, axis=-1)
             predictions = {

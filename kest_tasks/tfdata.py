@@ -28,13 +28,18 @@ class InputPlan(BaseModel):
     """How dataset features become model inputs.
 
     `by_name`: each model input is the feature of the same name. `stacked`: the model has one input as wide
-    as the numeric features, which are stacked in schema order (the Iris tutorial's `dense_input`).
+    as the numeric features, which are stacked in schema order (the Iris tutorial's `dense_input`). `raw`:
+    every feature under its own name, numbers as float32 (premade Estimators' feature columns, model_fns).
     """
 
-    mode: Literal["by_name", "stacked"]
+    mode: Literal["by_name", "stacked", "raw"]
     inputs: list[InputSpec]
     features: list[str]
     vocabularies: dict[str, list[str]] = {}
+
+
+def raw_plan(schema: Schema) -> InputPlan:
+    return InputPlan(mode="raw", inputs=[], features=schema.feature_names)
 
 
 def plan_model_inputs(inputs: list[InputSpec], schema: Schema) -> InputPlan:
@@ -74,6 +79,9 @@ def to_model_inputs(features: dict[str, Any], plan: InputPlan, tables: dict[str,
     if plan.mode == "stacked":
         columns = [tf.cast(features[name], tf.float32) for name in plan.features]
         return {plan.inputs[0].name: tf.stack(columns, axis=1)}
+    if plan.mode == "raw":
+        return {name: value if value.dtype == tf.string else tf.cast(value, tf.float32)
+                for name, value in features.items()}
     adapted = {}
     for spec in plan.inputs:
         value = features[spec.name]

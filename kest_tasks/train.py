@@ -5,13 +5,12 @@ task resumes from the last checkpoint instead of step 0.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 
 from kest_tasks.build import BuildResult
 from kest_tasks.config import ConfigError, PipelineConfig
+from kest_tasks.estimators import cluster_task, make_estimator
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.stage import StageResult, stage_dir, stage_function
@@ -31,69 +30,8 @@ class TrainResult(StageResult):
     stopped_early: bool = False
 
 
-def cluster_task() -> dict | None:
-    """This process's task in TF_CONFIG ({type, index, chief}), or None outside a cluster.
-
-    The chief is the `chief` (or legacy `master`) task, or worker 0 in a cluster without one. (Under the
-    multi-worker strategy the Estimator's own RunConfig reports every task as chief.)
-    """
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return None
-    spec = json.loads(raw)
-    task = spec.get("task", {})
-    kind, index = task.get("type", "worker"), int(task.get("index", 0))
-    has_chief = any(name in spec.get("cluster", {}) for name in ("chief", "master"))
-    chief = kind in ("chief", "master") or (kind == "worker" and index == 0 and not has_chief)
-    return {"type": kind, "index": index, "chief": chief}
 
 
-def distribution_strategy(config: PipelineConfig):
-    """The tf.distribute strategy for trainer.distribution, or None.
-
-    multi_worker must be created before TensorFlow runs any other op in the process ("Collective ops must be
-    configured at program startup"): run it as its own process per worker (`python -m kest_tasks stage train`
-    with TF_CONFIG set), which is how a worker task runs it.
-    """
-    tf = import_tensorflow()
-    kind = config.trainer.distribution
-    if kind == "none":
-        return None
-    if kind in ("multi_worker", "parameter_server") and not os.environ.get("TF_CONFIG"):
-        raise ConfigError(f"trainer.distribution {kind!r} needs the cluster in the TF_CONFIG environment variable")
-    if kind == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if kind == "multi_worker":
-        try:
-            return tf.distribute.experimental.MultiWorkerMirroredStrategy()
-        except RuntimeError as error:
-            raise ConfigError(f"trainer.distribution 'multi_worker': {error}; start training in a fresh process "
-                              "(python -m kest_tasks stage train) so the strategy is created first") from None
-    return tf.compat.v1.distribute.experimental.ParameterServerStrategy()
-
-
-def run_config(config: PipelineConfig, model_dir: str, distributed: bool = False):
-    """RunConfig for the run; with `distributed`, training uses trainer.distribution's strategy."""
-    tf = import_tensorflow()
-    trainer = config.trainer
-    return tf.estimator.RunConfig(
-        train_distribute=distribution_strategy(config) if distributed else None,
-        model_dir=model_dir,
-        tf_random_seed=config.seed,
-        save_checkpoints_steps=trainer.checkpoint_steps,
-        keep_checkpoint_max=trainer.keep_checkpoint_max,
-        save_summary_steps=trainer.log_steps,
-        log_step_count_steps=trainer.log_steps,
-    )
-
-
-def keras_estimator(config: PipelineConfig, built: BuildResult, model_dir: str, distributed: bool = False):
-    """An Estimator for the built Keras model whose checkpoints live in `model_dir`."""
-    tf = import_tensorflow()
-    estimator_config = run_config(config, model_dir, distributed)  # first: a strategy must precede other ops
-    tf.keras.backend.clear_session()
-    model = tf.keras.models.load_model(built.model_uri)
-    return tf.keras.estimator.model_to_estimator(keras_model=model, config=estimator_config)
 
 
 def input_fn(config: PipelineConfig, prepared: PrepareResult, built: BuildResult, split: str, training: bool):
@@ -148,7 +86,8 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
     resumed_from = tf.train.latest_checkpoint(str(model_dir))
     if resumed_from:
         log.info("train: resuming from checkpoint %s", resumed_from)
-    estimator = keras_estimator(config, built, str(model_dir), distributed=True)
+    schema = Schema.load(prepared.schema_uri)
+    estimator = make_estimator(config, built, schema, str(model_dir), distributed=True)
     train_spec = tf.estimator.TrainSpec(
         input_fn=input_fn(config, prepared, built, "train", training=True), max_steps=config.trainer.steps,
         hooks=early_stopping_hooks(config, built, estimator),

@@ -1,0 +1,156 @@
+"""Making the Estimator a run trains, evaluates and exports: Keras (model_to_estimator), premade, or model_fn.
+
+Train, evaluate and export all call `make_estimator`, so the three stages always agree on the model.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from typing import Any
+
+from kest_tasks.config import ConfigError, PipelineConfig
+from kest_tasks.schema import Schema
+from kest_tasks.tfenv import import_tensorflow
+
+
+def cluster_task() -> dict | None:
+    """This process's task in TF_CONFIG ({type, index, chief}), or None outside a cluster.
+
+    The chief is the `chief` (or legacy `master`) task, or worker 0 in a cluster without one. (Under the
+    multi-worker strategy the Estimator's own RunConfig reports every task as chief.)
+    """
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return None
+    spec = json.loads(raw)
+    task = spec.get("task", {})
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    has_chief = any(name in spec.get("cluster", {}) for name in ("chief", "master"))
+    chief = kind in ("chief", "master") or (kind == "worker" and index == 0 and not has_chief)
+    return {"type": kind, "index": index, "chief": chief}
+
+
+def distribution_strategy(config: PipelineConfig):
+    """The tf.distribute strategy for trainer.distribution, or None.
+
+    multi_worker must be created before TensorFlow runs any other op in the process ("Collective ops must be
+    configured at program startup"): run it as its own process per worker (`python -m kest_tasks stage train`
+    with TF_CONFIG set), which is how a worker task runs it.
+    """
+    tf = import_tensorflow()
+    kind = config.trainer.distribution
+    if kind == "none":
+        return None
+    if kind in ("multi_worker", "parameter_server") and not os.environ.get("TF_CONFIG"):
+        raise ConfigError(f"trainer.distribution {kind!r} needs the cluster in the TF_CONFIG environment variable")
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if kind == "multi_worker":
+        try:
+            return tf.distribute.experimental.MultiWorkerMirroredStrategy()
+        except RuntimeError as error:
+            raise ConfigError(f"trainer.distribution 'multi_worker': {error}; start training in a fresh process "
+                              "(python -m kest_tasks stage train) so the strategy is created first") from None
+    return tf.compat.v1.distribute.experimental.ParameterServerStrategy()
+
+
+def run_config(config: PipelineConfig, model_dir: str, distributed: bool = False):
+    """RunConfig for the run; with `distributed`, training uses trainer.distribution's strategy."""
+    tf = import_tensorflow()
+    trainer = config.trainer
+    return tf.estimator.RunConfig(
+        train_distribute=distribution_strategy(config) if distributed else None,
+        model_dir=model_dir,
+        tf_random_seed=config.seed,
+        save_checkpoints_steps=trainer.checkpoint_steps,
+        keep_checkpoint_max=trainer.keep_checkpoint_max,
+        save_summary_steps=trainer.log_steps,
+        log_step_count_steps=trainer.log_steps,
+    )
+
+
+def import_function(spec: str, code_dir: str | None, what: str):
+    """`module:function` → the function, importing from `code_dir` first; ConfigError naming `what` if absent."""
+    module_name, sep, function_name = spec.partition(":")
+    if not sep or not module_name or not function_name:
+        raise ConfigError(f"{what} {spec!r}: expected module:function")
+    if code_dir and code_dir not in sys.path:
+        sys.path.insert(0, code_dir)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise ConfigError(f"{what} {spec!r}: module {error.name!r} not found (code_dir: {code_dir})") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ConfigError(f"{what} {spec!r}: {module_name} has no function {function_name!r}")
+    return function
+
+
+def _normalizer(mean: float, std: float):
+    scale = std or 1.0
+    return lambda x: (x - mean) / scale
+
+
+def feature_columns(schema: Schema, style: str, embedding_dim: int = 8) -> list[Any]:
+    """Feature columns from the schema: numeric normalised with the training statistics; strings through
+    their vocabulary (one out-of-vocabulary bucket) as embeddings (dnn) or sparse columns (linear)."""
+    tf = import_tensorflow()
+    fc = tf.feature_column
+    columns = []
+    for feature in schema.features:
+        if feature.type == "string":
+            categorical = fc.categorical_column_with_vocabulary_list(
+                feature.name, feature.vocabulary or [""], num_oov_buckets=1
+            )
+            columns.append(fc.embedding_column(categorical, embedding_dim) if style == "dnn" else categorical)
+        else:
+            columns.append(fc.numeric_column(feature.name, normalizer_fn=_normalizer(feature.mean or 0.0,
+                                                                                     feature.std or 1.0)))
+    return columns
+
+
+def premade_estimator(config: PipelineConfig, schema: Schema, estimator_config):
+    tf = import_tensorflow()
+    premade = config.trainer.premade
+    classify = schema.label.kind == "classification"
+    head = {"n_classes": schema.num_classes} if classify else {}
+    learning_rate = config.model.learning_rate
+
+    def adam():
+        return tf.keras.optimizers.legacy.Adam(learning_rate=learning_rate)
+
+    common = {"config": estimator_config, **head}
+    if premade.type == "linear":
+        kind = tf.estimator.LinearClassifier if classify else tf.estimator.LinearRegressor
+        return kind(feature_columns=feature_columns(schema, "linear"), optimizer=adam, **common)
+    if premade.type == "dnn":
+        kind = tf.estimator.DNNClassifier if classify else tf.estimator.DNNRegressor
+        return kind(hidden_units=premade.hidden_units, optimizer=adam,
+                    feature_columns=feature_columns(schema, "dnn", premade.embedding_dim), **common)
+    if premade.type == "dnn_linear":
+        kind = tf.estimator.DNNLinearCombinedClassifier if classify else tf.estimator.DNNLinearCombinedRegressor
+        return kind(linear_feature_columns=feature_columns(schema, "linear"), dnn_optimizer=adam,
+                    dnn_feature_columns=feature_columns(schema, "dnn", premade.embedding_dim),
+                    dnn_hidden_units=premade.hidden_units, **common)
+    # tensorflow-estimator 2.15, the last release with the Estimator API, no longer ships BoostedTrees.
+    raise ConfigError("trainer.premade.type 'boosted_trees': BoostedTreesClassifier/Regressor are not in "
+                      "tensorflow-estimator 2.15 (the last Estimator release); use linear, dnn or dnn_linear")
+
+
+def make_estimator(config: PipelineConfig, built, schema: Schema, model_dir: str, distributed: bool = False):
+    """The run's Estimator with checkpoints in `model_dir`, for trainer.kind."""
+    tf = import_tensorflow()
+    estimator_config = run_config(config, model_dir, distributed)  # first: a strategy must precede other ops
+    kind = config.trainer.kind
+    if kind == "keras":
+        tf.keras.backend.clear_session()
+        model = tf.keras.models.load_model(built.model_uri)
+        return tf.keras.estimator.model_to_estimator(keras_model=model, config=estimator_config)
+    if kind == "premade":
+        return premade_estimator(config, schema, estimator_config)
+    model_fn = import_function(config.trainer.model_fn, config.model.code_dir, "trainer.model_fn")
+    params = {"schema": schema.model_dump(mode="json"), "learning_rate": config.model.learning_rate,
+              **config.model.params}
+    return tf.estimator.Estimator(model_fn=model_fn, config=estimator_config, params=params)
