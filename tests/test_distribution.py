@@ -20,7 +20,7 @@ def _free_port() -> int:
 
 
 def test_cluster_strategies_need_tf_config(iris_config, monkeypatch):
-    from kest_tasks.train import distribution_strategy
+    from kest_tasks.estimators import distribution_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     for kind in ("multi_worker", "parameter_server"):
