@@ -123,6 +123,8 @@ def label_encoder(schema: Schema):
     tf = import_tensorflow()
     if schema.label.kind == "regression":
         return lambda label: tf.cast(label, tf.float32)
+    if schema.label.type == "int" and schema.label.classes == [str(i) for i in range(len(schema.label.classes))]:
+        return lambda label: label  # classes 0..k-1 are already their own indices
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
             tf.constant(schema.label.classes), tf.range(len(schema.label.classes), dtype=tf.int64)
@@ -155,8 +157,10 @@ def read_examples(
     tf = import_tensorflow()
     spec = parse_spec(schema)
     label = schema.label.name
+    # num_parallel_reads=1 still builds a parallel interleave, which here reads 13x slower than a plain reader.
     dataset = tf.data.TFRecordDataset(
-        files, compression_type="GZIP" if compression == "GZIP" else "", num_parallel_reads=min(len(files), 4)
+        files, compression_type="GZIP" if compression == "GZIP" else "",
+        num_parallel_reads=min(len(files), 4) if len(files) > 1 else None,
     )
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
