@@ -1,4 +1,4 @@
-"""train: the compiled Keras model → Estimator (model_to_estimator) → tf.estimator.train_and_evaluate.
+"""train: the run's Estimator (Keras via model_to_estimator, premade, or model_fn) → train_and_evaluate.
 
 The Estimator's model_dir (`<run_uri>/train/`) keeps its checkpoints across task retries, so a retried
 task resumes from the last checkpoint instead of step 0.
@@ -28,10 +28,6 @@ class TrainResult(StageResult):
     eval_metrics: dict[str, float]
     seconds: float
     stopped_early: bool = False
-
-
-
-
 
 
 def input_fn(config: PipelineConfig, prepared: PrepareResult, built: BuildResult, split: str, training: bool):
@@ -106,7 +102,7 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
         model_dir=str(model_dir),
         checkpoint=checkpoint,
         global_step=global_step,
-        stopped_early=global_step < config.trainer.steps,
+        stopped_early=config.trainer.early_stopping is not None and global_step < config.trainer.steps,
         eval_metrics=eval_metrics,
         seconds=round(seconds, 3),
     )
@@ -119,7 +115,6 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
     log.info("train: %s step %d in %.1f s; eval split: %s",
              "stopped early at" if result.stopped_early else "reached", result.global_step, seconds, eval_metrics)
     return result
-
 
 
 def checkpoint_step(checkpoint: str) -> int:
