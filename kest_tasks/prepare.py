@@ -181,7 +181,7 @@ class _Pass:
 
     def __init__(self, config: PipelineConfig, plan: SourcePlan, pinned: Schema | None, out: Path,
                  column_types: dict[str, pa.DataType]) -> None:
-        self.config, self.plan, self.pinned, self.out = config, plan, pinned, out
+        self.plan, self.pinned, self.out = plan, pinned, out
         self.column_types = column_types
         self.dataset = config.dataset
         self.validator = Validator(pinned, self.dataset.validation) if pinned else None

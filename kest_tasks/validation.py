@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 
 from kest_tasks.config import ValidationConfig
 from kest_tasks.schema import Schema
-from kest_tasks.sources import Chunk, DataError
+from kest_tasks.sources import Chunk, DataError, arrow_type
 from kest_tasks.stats import ColumnStats, Sighting, first_true, kind_of
 
 log = logging.getLogger("kest.prepare")
@@ -68,9 +68,6 @@ class Validator:
                 self._record("new_column", name, 1, Sighting(origin, 1, None), "column not in the pinned schema")
         return [name for name in names if name in self.types]
 
-    def pinned_arrow_type(self, name: str) -> pa.DataType | None:
-        return {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}.get(self.types.get(name))
-
     def conform(self, name: str, array: pa.Array, chunk: Chunk) -> pa.Array:
         """The column cast to its pinned type, or recorded as a type change (and its values left out)."""
         pinned = self.types[name]
@@ -78,7 +75,7 @@ class Validator:
         if actual == pinned:
             return array
         if (actual, pinned) in _COMPATIBLE:
-            return pc.cast(array, self.pinned_arrow_type(name))
+            return pc.cast(array, arrow_type(pinned))
         # Text where a number is pinned, or fractions where an integer is: a type change, and those values
         # are left out (missing) of the Examples so a lenient severity still writes well-typed records.
         values = array.to_pylist()
@@ -87,7 +84,7 @@ class Validator:
                      f"pinned type {pinned}, data has {actual}")
         kept = [None if v is None or not _fits(v, pinned) else (int(float(v)) if pinned == "int" else float(v))
                 for v in values]
-        return pa.array(kept, self.pinned_arrow_type(name))
+        return pa.array(kept, arrow_type(pinned))
 
     def check(self, batch: pa.RecordBatch, chunk: Chunk) -> None:
         for name in batch.schema.names:
