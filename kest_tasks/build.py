@@ -23,6 +23,7 @@ from kest_tasks.tfenv import import_tensorflow
 log = logging.getLogger("kest.build")
 
 MODEL_FILE = "model.h5"
+KERAS_KINDS = ("keras", "native")  # trainer kinds that train the built Keras model
 
 Builder = Callable[[Schema, PipelineConfig], Any]
 BUILDERS: dict[str, Builder] = {}
@@ -149,7 +150,7 @@ def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> Buil
     """
     tf = import_tensorflow()
     schema = Schema.load(prepared.schema_uri)
-    if config.trainer.kind != "keras":
+    if config.trainer.kind not in KERAS_KINDS:
         return run_once(run_uri, "model", BuildResult,
                         lambda tmp, final: _describe_estimator(config, schema, tmp, final))
     user_builder = ":" in config.model.builder

@@ -155,9 +155,10 @@ class PremadeConfig(_Section):
 
 
 class TrainerConfig(_Section):
-    kind: Literal["keras", "premade", "model_fn"] = Field(
+    kind: Literal["keras", "premade", "model_fn", "native"] = Field(
         "keras", description="keras: model_to_estimator on the built model; premade: a canned Estimator with "
-        "feature columns from the schema; model_fn: your own model_fn (module:function).",
+        "feature columns from the schema; model_fn: your own model_fn (module:function); native: the built Keras "
+        "model trained with model.fit under the tf.distribute strategy, same data, checkpoints and export.",
     )
     premade: PremadeConfig = Field(default_factory=PremadeConfig)
     model_fn: str | None = Field(None, description="module:function of a custom model_fn (kind: model_fn).")
@@ -174,6 +175,10 @@ class TrainerConfig(_Section):
     )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="Stop training when an evaluation metric stops improving (evaluated at each checkpoint)."
+    )
+    warm_start: Literal["none", "champion"] = Field(
+        "none", description="champion: start from the trainable weights of the model currently published as "
+        "champion (same architecture required); none: from the builder's initial weights.",
     )
 
 
@@ -211,9 +216,13 @@ class PipelineConfig(_Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
 
     @model_validator(mode="after")
-    def _model_fn_named(self) -> PipelineConfig:
+    def _trainer_is_consistent(self) -> PipelineConfig:
         if self.trainer.kind == "model_fn" and not self.trainer.model_fn:
             raise ValueError("trainer.kind 'model_fn' needs trainer.model_fn: module:function")
+        if self.trainer.kind == "native" and self.trainer.distribution == "parameter_server":
+            # Keras' parameter-server training needs a coordinator process and DatasetCreator inputs.
+            raise ValueError("trainer.distribution 'parameter_server' is not supported with trainer.kind 'native'; "
+                             "use none, mirrored or multi_worker, or an Estimator kind (keras, premade, model_fn)")
         return self
 
     @field_validator("model_name")

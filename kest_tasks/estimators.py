@@ -13,6 +13,7 @@ from typing import Any
 from kest_tasks.config import ConfigError, PipelineConfig
 from kest_tasks.schema import Schema
 from kest_tasks.tfenv import import_tensorflow
+from kest_tasks.warm_start import estimator_warm_start, load_trainable_weights
 
 
 def cluster_task() -> dict | None:
@@ -111,7 +112,7 @@ def feature_columns(schema: Schema, style: str, embedding_dim: int = 8) -> list[
     return columns
 
 
-def premade_estimator(config: PipelineConfig, schema: Schema, estimator_config):
+def premade_estimator(config: PipelineConfig, schema: Schema, estimator_config, warm_start_from=None):
     tf = import_tensorflow()
     premade = config.trainer.premade
     classify = schema.label.kind == "classification"
@@ -121,7 +122,7 @@ def premade_estimator(config: PipelineConfig, schema: Schema, estimator_config):
     def adam():
         return tf.keras.optimizers.legacy.Adam(learning_rate=learning_rate)
 
-    common = {"config": estimator_config, **head}
+    common = {"config": estimator_config, "warm_start_from": warm_start_from, **head}
     if premade.type == "linear":
         kind = tf.estimator.LinearClassifier if classify else tf.estimator.LinearRegressor
         return kind(feature_columns=feature_columns(schema, "linear"), optimizer=adam, **common)
@@ -139,18 +140,30 @@ def premade_estimator(config: PipelineConfig, schema: Schema, estimator_config):
                       "tensorflow-estimator 2.15 (the last Estimator release); use linear, dnn or dnn_linear")
 
 
-def make_estimator(config: PipelineConfig, built, schema: Schema, model_dir: str, distributed: bool = False):
-    """The run's Estimator with checkpoints in `model_dir`, for trainer.kind."""
+def make_estimator(
+    config: PipelineConfig, built, schema: Schema, model_dir: str, distributed: bool = False,
+    warm_start: str | None = None,
+):
+    """The run's Estimator with checkpoints in `model_dir`, for trainer.kind (an Estimator kind, not native).
+
+    `warm_start`: a checkpoint prefix whose trainable variables initialise a model_dir without checkpoints.
+    """
     tf = import_tensorflow()
     estimator_config = run_config(config, model_dir, distributed)  # first: a strategy must precede other ops
     kind = config.trainer.kind
     if kind == "keras":
         tf.keras.backend.clear_session()
         model = tf.keras.models.load_model(built.model_uri)
+        if warm_start:  # model_to_estimator starts training from the Keras model's own weights
+            load_trainable_weights(model, warm_start)
         return tf.keras.estimator.model_to_estimator(keras_model=model, config=estimator_config)
+    warm_start_from = estimator_warm_start(warm_start) if warm_start else None
     if kind == "premade":
-        return premade_estimator(config, schema, estimator_config)
+        return premade_estimator(config, schema, estimator_config, warm_start_from)
+    if kind != "model_fn":
+        raise ConfigError(f"trainer.kind {kind!r} is not an Estimator")
     model_fn = import_function(config.trainer.model_fn, config.model.code_dir, "trainer.model_fn")
     params = {"schema": schema.model_dump(mode="json"), "learning_rate": config.model.learning_rate,
               **config.model.params}
-    return tf.estimator.Estimator(model_fn=model_fn, config=estimator_config, params=params)
+    return tf.estimator.Estimator(model_fn=model_fn, config=estimator_config, params=params,
+                                  warm_start_from=warm_start_from)

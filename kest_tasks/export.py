@@ -12,12 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from kest_tasks.build import BuildResult
 from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
 from kest_tasks.estimators import make_estimator, run_config
+from kest_tasks.native import restored_model
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.serving_check import to_plain_list
@@ -52,27 +54,32 @@ def _model_output(raw, built: BuildResult):
     raise ExportError(f"the model's predictions {sorted(raw)} have no 'logits' or 'predictions' output")
 
 
+def prediction_outputs(output, classes: list[str] | None) -> dict:
+    """What a client gets for the model's raw output: for classifiers logits, probabilities, class ids and class
+    names (a binary head's single logit is the positive class's); for regressors the predicted values."""
+    tf = import_tensorflow()
+    if not classes:
+        return {"predictions": tf.reshape(output, [-1])}
+    if output.shape[-1] == 1 and len(classes) == 2:
+        positive = tf.sigmoid(output)
+        probabilities = tf.concat([1.0 - positive, positive], axis=-1)
+    else:
+        probabilities = tf.nn.softmax(output)
+    class_ids = tf.argmax(probabilities, axis=-1)
+    return {"logits": output, "probabilities": probabilities, "class_ids": class_ids,
+            "classes": tf.gather(tf.constant(classes), class_ids)}
+
+
 def _serving_estimator(config: PipelineConfig, built: BuildResult, schema: Schema, model_dir: str):
     """An Estimator over the run's model_fn whose predictions add probabilities and class names."""
     tf = import_tensorflow()
     inner_model_fn = make_estimator(config, built, schema, model_dir).model_fn
-    classes = schema.label.classes
 
     def model_fn(features, labels, mode, config):
         spec = inner_model_fn(features, labels, mode, config)
         if mode != tf.estimator.ModeKeys.PREDICT:
             return spec
-        output = _model_output(spec.predictions, built)
-        if classes:
-            class_ids = tf.argmax(output, axis=-1)
-            predictions = {
-                "logits": output,
-                "probabilities": tf.nn.softmax(output),
-                "class_ids": class_ids,
-                "classes": tf.gather(tf.constant(classes), class_ids),
-            }
-        else:
-            predictions = {"predictions": tf.reshape(output, [-1])}
+        predictions = prediction_outputs(_model_output(spec.predictions, built), schema.label.classes)
         return tf.estimator.EstimatorSpec(
             mode=mode, predictions=predictions, scaffold=spec.scaffold,
             export_outputs={"serving_default": tf.estimator.export.PredictOutput(predictions)},
@@ -139,32 +146,68 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _export_estimator(
+    config: PipelineConfig, built: BuildResult, schema: Schema, trained: TrainResult, rows: dict[str, list],
+    saved_model_dir: Path,
+) -> tuple[str, dict[str, list]]:
+    """Export the Estimator's checkpoint to `saved_model_dir`; return its export timestamp and the in-process
+    predictions for `rows`."""
+    tf = import_tensorflow()
+    work = saved_model_dir.parent
+    estimator = _serving_estimator(config, built, schema, str(work / "estimator"))
+    exported = Path(estimator.export_saved_model(
+        str(work / "versions"), _serving_input_fn(schema, built), checkpoint_path=trained.checkpoint
+    ).decode())
+    exported.rename(saved_model_dir)
+
+    def query_input_fn():
+        tables = vocabulary_tables(built.input_plan)
+        return tf.data.Dataset.from_tensor_slices(rows).batch(len(next(iter(rows.values())))).map(
+            lambda features: to_model_inputs(features, built.input_plan, tables)
+        )
+
+    in_process = estimator.predict(query_input_fn, checkpoint_path=trained.checkpoint, yield_single_examples=False)
+    (batch,) = list(in_process)  # consumed whole, so the prediction session closes here
+    return exported.name, {name: to_plain_list(values) for name, values in batch.items()}
+
+
+def _export_native(
+    config: PipelineConfig, built: BuildResult, schema: Schema, trained: TrainResult, rows: dict[str, list],
+    saved_model_dir: Path,
+) -> tuple[str, dict[str, list]]:
+    """Save the natively trained model as a SavedModel with the Estimator export's serving signature."""
+    tf = import_tensorflow()
+    module = tf.Module()
+    module.model = restored_model(built, trained.checkpoint)
+    module.tables = vocabulary_tables(built.input_plan)
+    specs = {name: tf.TensorSpec([None], dtype, name=name) for name, dtype in feature_dtypes(schema).items()}
+
+    @tf.function(input_signature=[specs])
+    def serve(features):
+        output = module.model(to_model_inputs(features, built.input_plan, module.tables), training=False)
+        if isinstance(output, (list, tuple)):
+            output = output[0]
+        return prediction_outputs(_model_output(output, built), schema.label.classes)
+
+    module.serve = serve
+    tf.saved_model.save(module, str(saved_model_dir), signatures={"serving_default": serve.get_concrete_function()})
+    answered = serve({name: tf.constant(values, dtype=specs[name].dtype) for name, values in rows.items()})
+    return str(int(time.time())), {name: to_plain_list(value.numpy()) for name, value in answered.items()}
+
+
 @stage_function
 def export(
     config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: BuildResult, trained: TrainResult
 ) -> ExportResult:
     """Export the trained checkpoint to `<run_uri>/export/saved_model/` and prove it answers like the
     in-process model on test rows. Raises ExportError (nothing is kept) when it does not."""
-    tf = import_tensorflow()
     schema = Schema.load(prepared.schema_uri)
 
     def produce(tmp: Path, final: Path) -> ExportResult:
-        estimator = _serving_estimator(config, built, schema, str(tmp / "estimator"))
-        exported = Path(estimator.export_saved_model(
-            str(tmp / "versions"), _serving_input_fn(schema, built), checkpoint_path=trained.checkpoint
-        ).decode())
-        saved_model_dir = tmp / "saved_model"
-        exported.rename(saved_model_dir)
         rows = _test_rows(prepared, schema, config.export.query_rows)
-        def query_input_fn():
-            tables = vocabulary_tables(built.input_plan)
-            return tf.data.Dataset.from_tensor_slices(rows).batch(len(next(iter(rows.values())))).map(
-                lambda features: to_model_inputs(features, built.input_plan, tables)
-            )
-
-        in_process = estimator.predict(query_input_fn, checkpoint_path=trained.checkpoint, yield_single_examples=False)
-        (batch,) = list(in_process)  # consumed whole, so the prediction session closes here
-        expected = {name: to_plain_list(values) for name, values in batch.items()}
+        export_kind = _export_native if config.trainer.kind == "native" else _export_estimator
+        saved_model_dir = tmp / "saved_model"
+        exported_at, expected = export_kind(config, built, schema, trained, rows, saved_model_dir)
         answer = query_in_fresh_process(saved_model_dir, rows, tmp)
         _compare(expected, answer["outputs"], saved_model_dir)
         checked = len(next(iter(rows.values())))
@@ -173,7 +216,7 @@ def export(
         log.info("export: SavedModel answers %d test rows like the trained model (loaded in %.2f s in a fresh process)",
                  checked, answer["load_seconds"])
         return ExportResult(
-            saved_model_uri=str(final / "saved_model"), exported_at=exported.name,
+            saved_model_uri=str(final / "saved_model"), exported_at=exported_at,
             inputs=sorted(rows), outputs=sorted(expected), checked_rows=checked,
             load_seconds=round(answer["load_seconds"], 3),
         )

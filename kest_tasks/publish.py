@@ -15,6 +15,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from kest_tasks.champion import CHAMPION_FILE, HISTORY_FILE, model_root
 from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
 from kest_tasks.evaluate import EvaluateResult
@@ -24,7 +25,6 @@ from kest_tasks.stage import RESULT_FILE, StageResult, stage_dir, stage_function
 from kest_tasks.storage import (
     copy_tree_last,
     file_lock,
-    local_path,
     read_json,
     write_json_atomic,
 )
@@ -70,10 +70,10 @@ def _copy_version(source: Path, dest: Path, record: dict) -> int:
     return files
 
 
-def _update_champion(model_root: Path, pointer: dict) -> None:
-    champion = model_root / "champion.json"
-    with file_lock(model_root / ".champion.lock"):
-        history = model_root / "champions.jsonl"
+def _update_champion(root: Path, pointer: dict) -> None:
+    champion = root / CHAMPION_FILE
+    with file_lock(root / ".champion.lock"):
+        history = root / HISTORY_FILE
         seen = history.read_text().splitlines() if history.exists() else []
         if any(json.loads(line)["version"] == pointer["version"] for line in seen):
             return  # a retry: this version was made champion once; never move the pointer back to it
@@ -89,19 +89,19 @@ def publish(
     """Publish a blessed export and point champion.json at it. Raises PublishError if not blessed."""
     if not blessing.blessed:
         raise PublishError(f"refusing to publish a model that is not blessed ({blessing.reason})")
-    model_root = local_path(config.export.root) / config.model_name
+    root = model_root(config.export.root, config.model_name)
     version = version_name(exported, run_uri)
-    dest = model_root / version
+    dest = root / version
     metrics = evaluated.metrics
     record = {"run_uri": run_uri, "version": version, "metrics": metrics}
     files = _copy_version(Path(exported.saved_model_uri), dest, record)
     published_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    _update_champion(model_root, {
+    _update_champion(root, {
         "version": version, "model_uri": str(dest), "metrics": metrics,
         "run_uri": run_uri, "published_at": published_at,
     })
     log.info("publish: %s → %s (%d files); champion is now %s", exported.saved_model_uri, dest, files, version)
-    result = PublishResult(model_uri=str(dest), version=version, champion_uri=str(model_root / "champion.json"),
+    result = PublishResult(model_uri=str(dest), version=version, champion_uri=str(root / CHAMPION_FILE),
                            files=files)
     write_json_atomic(stage_dir(run_uri, "publish") / RESULT_FILE, result.model_dump(mode="json"))
     return result

@@ -1,15 +1,18 @@
-"""train: the run's Estimator (Keras via model_to_estimator, premade, or model_fn) → train_and_evaluate.
+"""train: the run's Estimator (Keras via model_to_estimator, premade, or model_fn) → train_and_evaluate, or the
+native trainer (model.fit, kest_tasks.native).
 
-The Estimator's model_dir (`<run_uri>/train/`) keeps its checkpoints across task retries, so a retried
-task resumes from the last checkpoint instead of step 0.
+The model_dir (`<run_uri>/train/`) keeps its checkpoints across task retries, so a retried task resumes from
+the last checkpoint instead of step 0.
 """
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
+from kest_tasks import native
 from kest_tasks.build import BuildResult
-from kest_tasks.config import ConfigError, PipelineConfig
+from kest_tasks.config import ConfigError, EarlyStoppingConfig, PipelineConfig
 from kest_tasks.estimators import cluster_task, make_estimator
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
@@ -17,8 +20,11 @@ from kest_tasks.stage import StageResult, stage_dir, stage_function
 from kest_tasks.storage import read_json, write_json_atomic
 from kest_tasks.tfdata import read_examples
 from kest_tasks.tfenv import import_tensorflow
+from kest_tasks.warm_start import champion_checkpoint
 
 log = logging.getLogger("kest.train")
+
+WARM_START_RECORD = "warm_start.json"  # the champion a first attempt started from, kept for its retries
 
 
 class TrainResult(StageResult):
@@ -28,6 +34,7 @@ class TrainResult(StageResult):
     eval_metrics: dict[str, float]
     seconds: float
     stopped_early: bool = False
+    warm_started_from: str | None = None
 
 
 def input_fn(config: PipelineConfig, prepared: PrepareResult, built: BuildResult, split: str, training: bool):
@@ -44,18 +51,24 @@ def input_fn(config: PipelineConfig, prepared: PrepareResult, built: BuildResult
     return make
 
 
+def checked_early_stopping(config: PipelineConfig, built: BuildResult) -> EarlyStoppingConfig | None:
+    """trainer.early_stopping, once its metric is known to be among the evaluation metrics."""
+    stopping = config.trainer.early_stopping
+    if stopping is not None and stopping.metric not in built.metric_names:
+        raise ConfigError(f"trainer.early_stopping.metric {stopping.metric!r} is not an evaluation metric "
+                          f"(metrics: {', '.join(built.metric_names)})")
+    return stopping
+
+
 def early_stopping_hooks(config: PipelineConfig, built: BuildResult, estimator) -> list:
     """The Estimator's stop-if-no-improvement hook for trainer.early_stopping (none when it is unset).
 
     It reads the evaluation summaries train_and_evaluate writes at every checkpoint.
     """
     tf = import_tensorflow()
-    stopping = config.trainer.early_stopping
+    stopping = checked_early_stopping(config, built)
     if stopping is None:
         return []
-    if stopping.metric not in built.metric_names:
-        raise ConfigError(f"trainer.early_stopping.metric {stopping.metric!r} is not an evaluation metric "
-                          f"(metrics: {', '.join(built.metric_names)})")
     make_hook = (tf.estimator.experimental.stop_if_no_decrease_hook if stopping.mode == "min"
                  else tf.estimator.experimental.stop_if_no_increase_hook)
     return [make_hook(estimator, stopping.metric, stopping.patience_steps, min_steps=stopping.min_steps,
@@ -64,6 +77,30 @@ def early_stopping_hooks(config: PipelineConfig, built: BuildResult, estimator) 
 
 def _as_floats(metrics: dict) -> dict[str, float]:
     return {key: float(value) for key, value in (metrics or {}).items()}
+
+
+def _train_estimator(
+    config: PipelineConfig, prepared: PrepareResult, built: BuildResult, model_dir: Path, warm_start: str | None
+) -> dict[str, float]:
+    tf = import_tensorflow()
+    schema = Schema.load(prepared.schema_uri)
+    estimator = make_estimator(config, built, schema, str(model_dir), distributed=True, warm_start=warm_start)
+    train_spec = tf.estimator.TrainSpec(
+        input_fn=input_fn(config, prepared, built, "train", training=True), max_steps=config.trainer.steps,
+        hooks=early_stopping_hooks(config, built, estimator),
+    )
+    eval_spec = tf.estimator.EvalSpec(
+        input_fn=input_fn(config, prepared, built, "eval", training=False),
+        steps=None, start_delay_secs=0, throttle_secs=config.trainer.eval_throttle_secs,
+    )
+    try:
+        outcome = tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
+    except ValueError as error:
+        if warm_start and "warm-start" in str(error):  # the Estimator checks the champion's variables only here
+            raise ConfigError(f"trainer.warm_start: champion {warm_start} does not match this model (another "
+                              f"architecture? set trainer.warm_start: none): {str(error).splitlines()[0]}") from None
+        raise
+    return _as_floats(outcome[0] if outcome else {})
 
 
 @stage_function
@@ -80,22 +117,20 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
             return result
     model_dir.mkdir(parents=True, exist_ok=True)
     resumed_from = tf.train.latest_checkpoint(str(model_dir))
+    warm_record = model_dir / WARM_START_RECORD
+    warm_start = None
     if resumed_from:
         log.info("train: resuming from checkpoint %s", resumed_from)
-    schema = Schema.load(prepared.schema_uri)
-    estimator = make_estimator(config, built, schema, str(model_dir), distributed=True)
-    train_spec = tf.estimator.TrainSpec(
-        input_fn=input_fn(config, prepared, built, "train", training=True), max_steps=config.trainer.steps,
-        hooks=early_stopping_hooks(config, built, estimator),
-    )
-    eval_spec = tf.estimator.EvalSpec(
-        input_fn=input_fn(config, prepared, built, "eval", training=False),
-        steps=None, start_delay_secs=0, throttle_secs=config.trainer.eval_throttle_secs,
-    )
+    else:
+        warm_start = champion_checkpoint(config)
+        write_json_atomic(warm_record, {"version": warm_start[1] if warm_start else None})
     started = time.monotonic()
-    outcome = tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
+    if config.trainer.kind == "native":
+        eval_metrics = native.fit(config, prepared, built, model_dir, checked_early_stopping(config, built),
+                                  warm_start[0] if warm_start else None)
+    else:
+        eval_metrics = _train_estimator(config, prepared, built, model_dir, warm_start[0] if warm_start else None)
     seconds = time.monotonic() - started
-    eval_metrics = _as_floats(outcome[0] if outcome else {})
     checkpoint = tf.train.latest_checkpoint(str(model_dir))
     global_step = checkpoint_step(checkpoint)
     result = TrainResult(
@@ -105,6 +140,7 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
         stopped_early=config.trainer.early_stopping is not None and global_step < config.trainer.steps,
         eval_metrics=eval_metrics,
         seconds=round(seconds, 3),
+        warm_started_from=read_json(warm_record)["version"] if warm_record.exists() else None,
     )
     task = cluster_task()
     if task and not task["chief"]:

@@ -37,17 +37,20 @@ def test_unknown_distribution_is_a_config_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_trains(tmp_path):
-    run_uri = configure(IRIS_CONFIG, iris_overrides(tmp_path, trainer={"steps": 100, "distribution": "mirrored"}),
-                        "mirrored").run_uri
+@pytest.mark.parametrize("kind", ["keras", "native"])
+def test_mirrored_strategy_trains(tmp_path, kind):
+    overrides = iris_overrides(tmp_path, trainer={"kind": kind, "steps": 100, "distribution": "mirrored"})
+    run_uri = configure(IRIS_CONFIG, overrides, "mirrored").run_uri
     run_stage("prepare", run_uri)
     run_stage("build", run_uri)
     assert run_stage("train", run_uri)["global_step"] == 100
 
 
 @pytest.mark.slow
-def test_multi_worker_training_on_loopback_then_export(tmp_path):
-    overrides = iris_overrides(tmp_path, trainer={"steps": 200, "checkpoint_steps": 50, "distribution": "multi_worker"})
+@pytest.mark.parametrize("kind", ["keras", "native"])
+def test_multi_worker_training_on_loopback_then_export(tmp_path, kind):
+    overrides = iris_overrides(tmp_path, trainer={"kind": kind, "steps": 200, "checkpoint_steps": 50,
+                                                  "distribution": "multi_worker"})
     run_uri = configure(IRIS_CONFIG, overrides, "multi-worker").run_uri
     run_stage("prepare", run_uri)
     run_stage("build", run_uri)

@@ -15,8 +15,9 @@ from tests.conftest import IRIS_CONFIG, iris_overrides
 pytestmark = pytest.mark.slow
 
 
-def test_kill_9_then_retry_resumes_at_the_checkpoint_and_stops_at_the_configured_step(tmp_path, caplog):
-    overrides = iris_overrides(tmp_path, trainer={"steps": 3000, "checkpoint_steps": 100})
+@pytest.mark.parametrize("kind", ["keras", "native"])
+def test_kill_9_then_retry_resumes_at_the_checkpoint_and_stops_at_the_configured_step(tmp_path, caplog, kind):
+    overrides = iris_overrides(tmp_path, trainer={"kind": kind, "steps": 3000, "checkpoint_steps": 100})
     run_uri = configure(IRIS_CONFIG, overrides, "kill-test").run_uri
     run_stage("prepare", run_uri)
     run_stage("build", run_uri)

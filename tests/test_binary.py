@@ -1,0 +1,40 @@
+"""Binary classification through every trainer kind: a two-class label, served with both classes' names and
+probabilities (a premade binary head's single logit included)."""
+import random
+from pathlib import Path
+
+import pytest
+
+from kest_tasks.export import query_in_fresh_process
+from tests.test_estimator_kinds import _run
+
+pytestmark = pytest.mark.slow
+
+
+def _binary_csv(path: Path) -> Path:
+    rng = random.Random(7)
+    lines = ["income,debt,region,approved"]
+    for _ in range(400):
+        income, debt, region = rng.uniform(0, 100), rng.uniform(0, 50), rng.choice(["east", "west"])
+        score = income - 1.5 * debt + (10 if region == "east" else -10) + rng.gauss(0, 5)
+        lines.append(f"{income:.1f},{debt:.1f},{region},{'yes' if score > 25 else 'no'}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("trainer, model", [
+    ({"kind": "keras"}, {"builder": "tabular"}),
+    ({"kind": "native"}, {"builder": "tabular"}),
+    ({"kind": "premade", "premade": {"type": "linear"}}, {}),
+    ({"kind": "premade", "premade": {"type": "dnn"}}, {}),
+], ids=["keras", "native", "premade-linear", "premade-dnn"])
+def test_binary_classification(tmp_path, trainer, model):
+    data = _binary_csv(tmp_path / "loans.csv")
+    summary = _run(tmp_path, dataset={"path": str(data), "label": "approved"}, model={"learning_rate": 0.05, **model},
+                   trainer={"steps": 600, **trainer}, thresholds={"accuracy": {"lower": 0.85}})
+    assert summary["blessed"], summary["gate"]
+    rows = {"income": [95.0, 5.0], "debt": [1.0, 45.0], "region": ["east", "west"]}
+    answer = query_in_fresh_process(Path(summary["published_model"]), rows, tmp_path)["outputs"]
+    assert answer["classes"] == ["yes", "no"]
+    assert all(len(p) == 2 and abs(sum(p) - 1) < 1e-5 for p in answer["probabilities"])
+    assert answer["probabilities"][0][answer["class_ids"][0]] > 0.5
