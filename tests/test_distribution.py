@@ -1,4 +1,4 @@
-"""Distribution: strategies from the config, and real multi-worker training over loopback (chief + worker)."""
+"""Distribution: strategies from the config, and real clusters over loopback (chief + worker, chief + worker + ps)."""
 import json
 import os
 import socket
@@ -46,6 +46,28 @@ def test_mirrored_strategy_trains(tmp_path, kind):
     assert run_stage("train", run_uri)["global_step"] == 100
 
 
+def _start_task(tmp_path, run_id: str, cluster: dict, task_type: str) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task_type, "index": 0}})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kest_tasks", "stage", "train", "--run-id", run_id,
+         "--config", str(IRIS_CONFIG), "--set", f"artifact_root={tmp_path / 'artifacts'}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _finish(processes: list[subprocess.Popen]) -> list[str]:
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=300)[0])
+    finally:
+        for process in processes:
+            process.kill()
+    assert [p.returncode for p in processes] == [0] * len(processes), "\n".join(o[-3000:] for o in outputs)
+    return outputs
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["keras", "native"])
 def test_multi_worker_training_on_loopback_then_export(tmp_path, kind):
@@ -55,25 +77,30 @@ def test_multi_worker_training_on_loopback_then_export(tmp_path, kind):
     run_stage("prepare", run_uri)
     run_stage("build", run_uri)
     cluster = {"chief": [f"127.0.0.1:{_free_port()}"], "worker": [f"127.0.0.1:{_free_port()}"]}
-    processes = []
-    for task_type in ("chief", "worker"):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task_type, "index": 0}})}
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "kest_tasks", "stage", "train", "--run-id", "multi-worker",
-             "--config", str(IRIS_CONFIG), "--set", f"artifact_root={tmp_path / 'artifacts'}"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        ))
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=300)[0])
-    finally:
-        for process in processes:
-            process.kill()
-    assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    outputs = _finish([_start_task(tmp_path, "multi-worker", cluster, task) for task in ("chief", "worker")])
     assert "worker 0 finished its part" in outputs[1], outputs[1][-4000:]
     result = json.loads((Path(run_uri) / "train" / "result.json").read_text())
     assert result["global_step"] == 200
     exported = run_stage("export", run_uri)
     assert exported["checked_rows"] > 0
+
+
+@pytest.mark.slow
+def test_parameter_server_cluster_on_loopback_then_export(tmp_path):
+    overrides = iris_overrides(tmp_path, trainer={"steps": 200, "checkpoint_steps": 50,
+                                                  "distribution": "parameter_server"})
+    run_uri = configure(IRIS_CONFIG, overrides, "ps").run_uri
+    run_stage("prepare", run_uri)
+    run_stage("build", run_uri)
+    cluster = {"chief": [f"127.0.0.1:{_free_port()}"], "worker": [f"127.0.0.1:{_free_port()}"],
+               "ps": [f"127.0.0.1:{_free_port()}"]}
+    ps = _start_task(tmp_path, "ps", cluster, "ps")  # a parameter server serves until it is stopped
+    try:
+        outputs = _finish([_start_task(tmp_path, "ps", cluster, task) for task in ("chief", "worker")])
+    finally:
+        ps.kill()
+        ps.wait()
+    assert "worker 0 finished its part" in outputs[1], outputs[1][-4000:]
+    result = json.loads((Path(run_uri) / "train" / "result.json").read_text())
+    assert result["global_step"] >= 200
+    assert run_stage("export", run_uri)["checked_rows"] > 0
