@@ -163,9 +163,17 @@ class TrainerConfig(_Section):
     premade: PremadeConfig = Field(default_factory=PremadeConfig)
     model_fn: str | None = Field(None, description="module:function of a custom model_fn (kind: model_fn).")
     steps: int = Field(500, ge=1, description="Total training steps (global_step to reach).")
+    epochs: float | None = Field(
+        None, gt=0, description="Train for this many passes over the train split instead: steps = ceil(epochs × "
+        "train rows / batch_size), computed when training starts (takes precedence over steps).",
+    )
     batch_size: int = Field(32, ge=1, le=1_000_000, description="Examples per training step.")
     shuffle_buffer: int = Field(1000, ge=1, description="Examples held in the shuffle buffer.")
-    checkpoint_steps: int = Field(100, ge=1, description="Save a checkpoint every N steps.")
+    checkpoint_steps: int = Field(100, ge=1, description="Save a checkpoint (and evaluate) every N steps.")
+    checkpoint_secs: int | None = Field(
+        None, ge=1, description="Save a checkpoint (and evaluate) every N seconds instead of every checkpoint_steps "
+        "(Estimator kinds).",
+    )
     keep_checkpoint_max: int = Field(3, ge=1, description="Checkpoints to keep.")
     log_steps: int = Field(100, ge=1, description="Log step, loss and steps/s every N steps.")
     eval_throttle_secs: int = Field(0, ge=0, description="Minimum seconds between evaluations in training.")
@@ -223,6 +231,9 @@ class PipelineConfig(_Section):
             # Keras' parameter-server training needs a coordinator process and DatasetCreator inputs.
             raise ValueError("trainer.distribution 'parameter_server' is not supported with trainer.kind 'native'; "
                              "use none, mirrored or multi_worker, or an Estimator kind (keras, premade, model_fn)")
+        if self.trainer.kind == "native" and self.trainer.checkpoint_secs is not None:
+            raise ValueError("trainer.checkpoint_secs is not supported with trainer.kind 'native' (it checkpoints "
+                             "every checkpoint_steps); remove it or use an Estimator kind")
         return self
 
     @field_validator("model_name")

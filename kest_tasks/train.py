@@ -7,6 +7,7 @@ the last checkpoint instead of step 0.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -71,8 +72,21 @@ def early_stopping_hooks(config: PipelineConfig, built: BuildResult, estimator) 
         return []
     make_hook = (tf.estimator.experimental.stop_if_no_decrease_hook if stopping.mode == "min"
                  else tf.estimator.experimental.stop_if_no_increase_hook)
+    secs = config.trainer.checkpoint_secs
     return [make_hook(estimator, stopping.metric, stopping.patience_steps, min_steps=stopping.min_steps,
-                      run_every_secs=None, run_every_steps=config.trainer.checkpoint_steps)]
+                      run_every_secs=secs, run_every_steps=None if secs else config.trainer.checkpoint_steps)]
+
+
+def with_steps_from_epochs(config: PipelineConfig, prepared: PrepareResult) -> PipelineConfig:
+    """The config with trainer.steps computed from trainer.epochs and the train split's size, when epochs is set."""
+    trainer = config.trainer
+    if trainer.epochs is None:
+        return config
+    rows = prepared.split_rows["train"]
+    steps = max(1, math.ceil(trainer.epochs * rows / trainer.batch_size))
+    log.info("train: trainer.epochs %g over %d train rows at batch %d = %d steps", trainer.epochs, rows,
+             trainer.batch_size, steps)
+    return config.model_copy(update={"trainer": trainer.model_copy(update={"steps": steps})})
 
 
 def _as_floats(metrics: dict) -> dict[str, float]:
@@ -105,8 +119,10 @@ def _train_estimator(
 
 @stage_function
 def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: BuildResult) -> TrainResult:
-    """Train until global_step reaches trainer.steps, resuming from any checkpoint in `<run_uri>/train/`."""
+    """Train until global_step reaches trainer.steps (or trainer.epochs), resuming from any checkpoint in
+    `<run_uri>/train/`."""
     tf = import_tensorflow()
+    config = with_steps_from_epochs(config, prepared)
     model_dir = stage_dir(run_uri, "train")
     done = model_dir / "result.json"
     if done.exists():

@@ -1,4 +1,5 @@
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,34 @@ def test_early_stopping_on_a_metric_evaluation_lacks_is_refused(iris_config, ups
     iris_config.trainer.early_stopping = {"metric": "auc", "mode": "max", "patience_steps": 100}
     with pytest.raises(ConfigError, match=r"trainer.early_stopping.metric 'auc' is not an evaluation metric"):
         train(iris_config, run, prepared, built)
+
+
+def test_epochs_set_the_step_count_from_the_train_split(iris_config, upstream, caplog):
+    run, prepared, built = upstream
+    iris_config.trainer.epochs = 2.5
+    caplog.set_level(logging.INFO)
+    result = train(iris_config, run, prepared, built)
+    expected = math.ceil(2.5 * prepared.split_rows["train"] / iris_config.trainer.batch_size)
+    assert result.global_step == expected and expected != iris_config.trainer.steps
+    rows = prepared.split_rows["train"]
+    assert f"trainer.epochs 2.5 over {rows} train rows at batch 32 = {expected} steps" in caplog.text
+
+
+def test_checkpoints_by_seconds(iris_config, upstream):
+    from kest_tasks.estimators import run_config
+
+    run, prepared, built = upstream
+    iris_config.trainer.checkpoint_secs = 1
+    estimator_config = run_config(iris_config, str(Path(run) / "probe"))
+    assert estimator_config.save_checkpoints_secs == 1 and estimator_config.save_checkpoints_steps is None
+    iris_config.trainer.steps = 150
+    result = train(iris_config, run, prepared, built)
+    assert result.global_step == 150 and result.checkpoint.endswith("model.ckpt-150")
+
+
+def test_checkpoint_secs_with_the_native_trainer_is_refused(tmp_path):
+    from kest_tasks.config import ConfigError, load_config
+    from tests.conftest import IRIS_CONFIG, iris_overrides
+
+    with pytest.raises(ConfigError, match="trainer.checkpoint_secs is not supported with trainer.kind 'native'"):
+        load_config(IRIS_CONFIG, iris_overrides(tmp_path, trainer={"kind": "native", "checkpoint_secs": 5}))
