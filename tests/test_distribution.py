@@ -10,7 +10,7 @@ import pytest
 
 from kest_tasks.config import ConfigError
 from kest_tasks.pipeline import configure, run_stage
-from tests.conftest import IRIS_CONFIG, iris_overrides
+from tests.conftest import IRIS_CONFIG, REPO, iris_overrides
 
 
 def _free_port() -> int:
@@ -37,9 +37,13 @@ def test_unknown_distribution_is_a_config_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["keras", "native"])
-def test_mirrored_strategy_trains(tmp_path, kind):
-    overrides = iris_overrides(tmp_path, trainer={"kind": kind, "steps": 100, "distribution": "mirrored"})
+@pytest.mark.parametrize("trainer", [
+    {"kind": "keras"}, {"kind": "native"}, {"kind": "premade", "premade": {"type": "dnn_linear"}},
+    {"kind": "model_fn", "model_fn": "custom_model_fn:model_fn"},
+], ids=["keras", "native", "premade", "model_fn"])
+def test_mirrored_strategy_trains_every_kind(tmp_path, trainer):
+    overrides = iris_overrides(tmp_path, trainer={**trainer, "steps": 100, "distribution": "mirrored"},
+                               model={"code_dir": str(REPO / "examples")})
     run_uri = configure(IRIS_CONFIG, overrides, "mirrored").run_uri
     run_stage("prepare", run_uri)
     run_stage("build", run_uri)

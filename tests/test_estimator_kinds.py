@@ -68,6 +68,14 @@ def test_custom_model_fn_from_the_examples_folder(tmp_path):
     assert summary["blessed"] and summary["test_metrics"]["accuracy"] >= 0.9
 
 
+def test_custom_model_fn_regression(tmp_path):
+    data = _regression_csv(tmp_path / "prices.csv")
+    summary = _run(tmp_path, dataset={"path": str(data), "label": "price"},
+                   trainer={"kind": "model_fn", "model_fn": "custom_model_fn:model_fn", "steps": 1500},
+                   model={"code_dir": str(REPO / "examples"), "learning_rate": 0.05}, thresholds={"mae": {"upper": 40}})
+    assert summary["blessed"], summary["gate"]
+
+
 def test_boosted_trees_is_refused_with_the_reason(tmp_path):
     run_uri = configure(IRIS_CONFIG, iris_overrides(tmp_path, trainer={"kind": "premade",
                         "premade": {"type": "boosted_trees"}}), "bt").run_uri
