@@ -101,13 +101,14 @@ def kest_pipeline():
 
     @task
     def evaluate(run: dict, prepared: dict, built: dict, trained: dict) -> dict:
-        """Loss and accuracy on the whole held-out test split."""
+        """Metrics on the whole held-out test split (metrics.json: per class, confusion matrix, slices)."""
         return call_stage("evaluate", run, prepared=prepared, built=built, trained=trained)
 
     @task
-    def gate(run: dict, evaluated: dict) -> dict:
-        """Bless the model only if every configured threshold holds."""
-        return call_stage("gate", run, evaluated=evaluated)
+    def gate(run: dict, evaluated: dict, prepared: dict) -> dict:
+        """Bless the model only if its thresholds hold and it compares well with the champion (re-scored on the
+        same test split)."""
+        return call_stage("gate", run, evaluated=evaluated, prepared=prepared)
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def blessed(blessing: dict) -> bool:
@@ -139,7 +140,7 @@ def kest_pipeline():
     built = build(run, prepared)
     trained = train(run, prepared, built)
     evaluated = evaluate(run, prepared, built, trained)
-    blessing = gate(run, evaluated)
+    blessing = gate(run, evaluated, prepared)
     exported = export(run, prepared, built, trained)
     published = publish(run, exported, blessing, evaluated)
     blessed(blessing) >> exported

@@ -201,10 +201,51 @@ class Threshold(_Section):
         return self
 
 
+class ChangeThreshold(_Section):
+    """How the candidate must compare with the champion on one metric (both scored on this run's test split)."""
+
+    direction: Literal["higher", "lower"] = Field(..., description="Which way the metric is better.")
+    absolute: float | None = Field(
+        None, description="The candidate must beat the champion by at least this much (0: no worse; negative: "
+        "may be this much worse).",
+    )
+    relative: float | None = Field(
+        None, description="The same as a fraction of the champion's value (0.01: at least 1 % better).",
+    )
+
+    @model_validator(mode="after")
+    def _has_a_bound(self) -> ChangeThreshold:
+        if self.absolute is None and self.relative is None:
+            raise ValueError("a change threshold needs 'absolute', 'relative' or both")
+        return self
+
+
 class GateConfig(_Section):
+    mode: Literal["thresholds", "always_bless"] = Field(
+        "thresholds", description="thresholds: bless only when every threshold holds; always_bless: bless every "
+        "model (checks are still computed and recorded).",
+    )
     thresholds: dict[str, Threshold] = Field(
-        default_factory=lambda: {"accuracy": Threshold(lower=0.9)},
-        description="Metric name → bounds the candidate must meet to be blessed.",
+        default_factory=dict, description="Metric name → bounds the candidate must meet to be blessed.",
+    )
+    change: dict[str, ChangeThreshold] = Field(
+        default_factory=dict, description="Metric name → how the candidate must compare with the current champion "
+        "(skipped when there is no champion yet).",
+    )
+
+    @model_validator(mode="after")
+    def _has_a_criterion(self) -> GateConfig:
+        if self.mode == "thresholds" and not self.thresholds and not self.change:
+            raise ValueError("no thresholds: set gate.thresholds and/or gate.change, or gate.mode: always_bless to "
+                             "bless every model")
+        return self
+
+
+class EvaluateConfig(_Section):
+    batch_size: int = Field(1024, ge=1, le=1_000_000, description="Examples per evaluation batch.")
+    slice_by: list[str] = Field(
+        default_factory=list, description="Features to report metrics by value (those with at most 50 distinct "
+        "values in the test split).",
     )
 
 
@@ -220,6 +261,7 @@ class PipelineConfig(_Section):
     dataset: DatasetConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 

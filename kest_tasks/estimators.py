@@ -141,6 +141,18 @@ def premade_estimator(config: PipelineConfig, schema: Schema, estimator_config, 
                       "tensorflow-estimator 2.15 (the last Estimator release); use linear, dnn or dnn_linear")
 
 
+def model_output(raw, built):
+    """The model's raw output tensor (logits or predicted values) among a model's or Estimator's outputs."""
+    if isinstance(raw, (list, tuple)):
+        return raw[0]
+    if not isinstance(raw, dict):
+        return raw
+    for key in ("logits", "predictions", *built.output_names):
+        if key in raw:
+            return raw[key]
+    raise ConfigError(f"the model's predictions {sorted(raw)} have no 'logits' or 'predictions' output")
+
+
 def make_estimator(
     config: PipelineConfig, built, schema: Schema, model_dir: str, distributed: bool = False,
     warm_start: str | None = None,

@@ -18,7 +18,7 @@ from pathlib import Path
 from kest_tasks.build import BuildResult
 from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
-from kest_tasks.estimators import make_estimator, run_config
+from kest_tasks.estimators import make_estimator, model_output, run_config
 from kest_tasks.native import restored_model
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
@@ -42,16 +42,6 @@ class ExportResult(StageResult):
     outputs: list[str]
     checked_rows: int
     load_seconds: float
-
-
-def _model_output(raw, built: BuildResult):
-    """The model's raw output tensor among an Estimator's predictions (Keras, premade or model_fn)."""
-    if not isinstance(raw, dict):
-        return raw
-    for key in ("logits", "predictions", *built.output_names):
-        if key in raw:
-            return raw[key]
-    raise ExportError(f"the model's predictions {sorted(raw)} have no 'logits' or 'predictions' output")
 
 
 def prediction_outputs(output, classes: list[str] | None) -> dict:
@@ -79,7 +69,7 @@ def _serving_estimator(config: PipelineConfig, built: BuildResult, schema: Schem
         spec = inner_model_fn(features, labels, mode, config)
         if mode != tf.estimator.ModeKeys.PREDICT:
             return spec
-        predictions = prediction_outputs(_model_output(spec.predictions, built), schema.label.classes)
+        predictions = prediction_outputs(model_output(spec.predictions, built), schema.label.classes)
         return tf.estimator.EstimatorSpec(
             mode=mode, predictions=predictions, scaffold=spec.scaffold,
             export_outputs={"serving_default": tf.estimator.export.PredictOutput(predictions)},
@@ -185,9 +175,7 @@ def _export_native(
     @tf.function(input_signature=[specs])
     def serve(features):
         output = module.model(to_model_inputs(features, built.input_plan, module.tables), training=False)
-        if isinstance(output, (list, tuple)):
-            output = output[0]
-        return prediction_outputs(_model_output(output, built), schema.label.classes)
+        return prediction_outputs(model_output(output, built), schema.label.classes)
 
     module.serve = serve
     tf.saved_model.save(module, str(saved_model_dir), signatures={"serving_default": serve.get_concrete_function()})

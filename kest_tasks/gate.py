@@ -1,33 +1,58 @@
-"""gate: bless the candidate only when every configured threshold holds → `<run_uri>/gate/blessing.json`."""
+"""gate: bless the candidate only when its value thresholds hold and it compares well enough with the champion
+→ `<run_uri>/gate/blessing.json`.
+
+The champion (the model published as champion of this model name) is re-scored on this run's test split
+through its exported serving signature, with the code that scored the candidate, so the comparison is fair.
+"""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel
 
-from kest_tasks.config import ConfigError, PipelineConfig
-from kest_tasks.evaluate import EvaluateResult
+from kest_tasks.champion import current_champion
+from kest_tasks.config import ChangeThreshold, ConfigError, PipelineConfig
+from kest_tasks.evaluate import EvaluateResult, all_metrics, run_over_split, split_batches
+from kest_tasks.metrics import score
+from kest_tasks.prepare import PrepareResult
+from kest_tasks.schema import Schema
 from kest_tasks.stage import StageResult, run_once, stage_function
 from kest_tasks.storage import write_json_atomic
+from kest_tasks.tfenv import import_tensorflow
 
 log = logging.getLogger("kest.gate")
 
 
 class Check(BaseModel):
     metric: str
+    kind: Literal["value", "change"] = "value"
     value: float
-    lower: float | None
-    upper: float | None
+    lower: float | None = None
+    upper: float | None = None
+    champion: float | None = None
+    direction: Literal["higher", "lower"] | None = None
+    absolute: float | None = None
+    relative: float | None = None
     passed: bool
 
     def describe(self) -> str:
+        verdict = "ok" if self.passed else "FAILED"
+        if self.kind == "change":
+            needs = []
+            if self.absolute is not None:
+                needs.append(f"{self.direction} by >= {self.absolute:g}")
+            if self.relative is not None:
+                needs.append(f"{self.direction} by >= {self.relative:g} relative")
+            return (f"{self.metric} = {self.value:.4f} vs champion {self.champion:.4f} (needs "
+                    f"{' and '.join(needs)}): {verdict}")
         bounds = []
         if self.lower is not None:
             bounds.append(f">= {self.lower:g}")
         if self.upper is not None:
             bounds.append(f"<= {self.upper:g}")
-        verdict = "ok" if self.passed else "FAILED"
         return f"{self.metric} = {self.value:.4f} (needs {' and '.join(bounds)}): {verdict}"
 
 
@@ -36,16 +61,21 @@ class GateResult(StageResult):
     blessing_uri: str
     checks: list[Check]
     reason: str
+    champion_version: str | None = None
+
+
+def _metric(metrics: dict[str, float], name: str, section: str) -> float:
+    if name not in metrics:
+        available = ", ".join(sorted(key for key in metrics if "/" not in key))
+        raise ConfigError(f"gate.{section}.{name}: evaluation produced no such metric (available: {available})")
+    return metrics[name]
 
 
 def check_thresholds(config: PipelineConfig, metrics: dict[str, float]) -> list[Check]:
     """Compare metrics with gate.thresholds; raise ConfigError if a threshold names an unknown metric."""
     checks = []
     for metric, threshold in sorted(config.gate.thresholds.items()):
-        if metric not in metrics:
-            available = ", ".join(sorted(metrics))
-            raise ConfigError(f"gate.thresholds.{metric}: evaluation produced no such metric (available: {available})")
-        value = metrics[metric]
+        value = _metric(metrics, metric, "thresholds")
         passed = (threshold.lower is None or value >= threshold.lower) and (
             threshold.upper is None or value <= threshold.upper
         )
@@ -53,18 +83,94 @@ def check_thresholds(config: PipelineConfig, metrics: dict[str, float]) -> list[
     return checks
 
 
+def change_passes(threshold: ChangeThreshold, candidate: float, champion: float) -> bool:
+    """TFMA-style change threshold: the improvement (in the better direction) must reach every bound given."""
+    improvement = candidate - champion if threshold.direction == "higher" else champion - candidate
+    return (threshold.absolute is None or improvement >= threshold.absolute) and (
+        threshold.relative is None or improvement >= threshold.relative * abs(champion)
+    )
+
+
+def check_changes(config: PipelineConfig, metrics: dict[str, float], champion: dict[str, float]) -> list[Check]:
+    checks = []
+    for metric, threshold in sorted(config.gate.change.items()):
+        value = _metric(metrics, metric, "change")
+        baseline = _metric(champion, metric, "change")
+        checks.append(Check(metric=metric, kind="change", value=value, champion=baseline,
+                            direction=threshold.direction, absolute=threshold.absolute,
+                            relative=threshold.relative, passed=change_passes(threshold, value, baseline)))
+    return checks
+
+
+class ChampionError(RuntimeError):
+    """The champion could not be scored on this run's test split."""
+
+
+def score_saved_model(config: PipelineConfig, prepared: PrepareResult, saved_model_dir: str) -> dict:
+    """Score an exported model (its `serving_default` signature on raw features) on this run's test split."""
+    tf = import_tensorflow()
+    schema = Schema.load(prepared.schema_uri)
+    try:
+        signature = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
+    except (OSError, KeyError, ValueError) as error:
+        raise ChampionError(f"cannot load {saved_model_dir}: {str(error).splitlines()[0]}") from None
+    inputs = signature.structured_input_signature[1]
+    missing = sorted(set(inputs) - set(schema.feature_names))
+    if missing:
+        raise ChampionError(f"it needs features this dataset lacks: {', '.join(missing)}")
+    output = "logits" if schema.label.kind == "classification" else "predictions"
+
+    def predict(features):
+        answer = signature(**{name: tf.cast(features[name], spec.dtype) for name, spec in inputs.items()})
+        if output not in answer:
+            raise ChampionError(f"its serving signature has no {output!r} output")
+        return answer[output]
+
+    scored = run_over_split(split_batches(config, prepared, schema), [], predict)
+    classes = schema.label.classes if schema.label.kind == "classification" else None
+    if classes and np.asarray(scored.outputs).shape[-1] not in (1, len(classes)):
+        raise ChampionError(f"it predicts {scored.outputs.shape[-1]} classes, this dataset has {len(classes)}")
+    return score(scored.labels, scored.outputs, classes)
+
+
 @stage_function
-def gate(config: PipelineConfig, run_uri: str, evaluated: EvaluateResult) -> GateResult:
+def gate(config: PipelineConfig, run_uri: str, evaluated: EvaluateResult, prepared: PrepareResult) -> GateResult:
     """Decide whether the evaluated model is blessed; the reason lists every check with its numbers."""
+    gate_config = config.gate
 
     def produce(tmp: Path, final: Path) -> GateResult:
-        checks = check_thresholds(config, evaluated.metrics)
-        blessed = all(check.passed for check in checks)
-        reason = ("blessed: " if blessed else "not blessed: ") + "; ".join(c.describe() for c in checks)
+        metrics = all_metrics(evaluated)
+        checks = check_thresholds(config, metrics)
+        champion = current_champion(config.export.root, config.model_name)
+        champion_record = None
+        problems = []
+        if champion is None:
+            if gate_config.change:
+                log.info("gate: %s has no champion yet: change thresholds skipped", config.model_name)
+        elif gate_config.change:
+            try:
+                champion_score = score_saved_model(config, prepared, champion["model_uri"])
+            except ChampionError as error:
+                problems.append(f"champion {champion['version']} cannot be scored on this test split: {error}")
+            else:
+                checks += check_changes(config, metrics, champion_score["metrics"])
+                champion_record = {"version": champion["version"], "model_uri": champion["model_uri"],
+                                   "metrics": champion_score["metrics"], "examples": champion_score["examples"]}
+        passed = all(check.passed for check in checks) and not problems
+        blessed = passed or gate_config.mode == "always_bless"
+        details = "; ".join([c.describe() for c in checks] + problems) or "no checks"
+        if gate_config.mode == "always_bless":
+            reason = f"blessed (gate.mode always_bless; checks {'passed' if passed else 'not all passed'}): {details}"
+        else:
+            reason = ("blessed: " if blessed else "not blessed: ") + details
+        if champion is not None and champion_record is None:
+            champion_record = {"version": champion["version"], "model_uri": champion["model_uri"]}
         write_json_atomic(tmp / "blessing.json", {
-            "blessed": blessed, "reason": reason, "checks": [c.model_dump() for c in checks],
+            "blessed": blessed, "reason": reason, "mode": gate_config.mode,
+            "checks": [c.model_dump() for c in checks], "champion": champion_record,
         })
         log.info("gate: %s", reason)
-        return GateResult(blessed=blessed, blessing_uri=str(final / "blessing.json"), checks=checks, reason=reason)
+        return GateResult(blessed=blessed, blessing_uri=str(final / "blessing.json"), checks=checks, reason=reason,
+                          champion_version=champion["version"] if champion else None)
 
     return run_once(run_uri, "gate", GateResult, produce)

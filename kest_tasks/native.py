@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 from kest_tasks.build import BuildResult
-from kest_tasks.config import EarlyStoppingConfig, PipelineConfig
+from kest_tasks.config import ConfigError, EarlyStoppingConfig, PipelineConfig
 from kest_tasks.estimators import cluster_task, distribution_strategy
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.tfdata import read_examples
 from kest_tasks.tfenv import import_tensorflow
-from kest_tasks.warm_start import load_trainable_weights
+from kest_tasks.warm_start import load_trainable_weights, read_keras_weights
 
 log = logging.getLogger("kest.train")
 
@@ -27,11 +27,12 @@ CHECKPOINT_NAME = "model.ckpt"  # the Estimator's name, so checkpoint_step() and
 
 
 def restored_model(built: BuildResult, checkpoint: str):
-    """The built Keras model with the weights of a native training checkpoint."""
+    """The built Keras model with the weights of a training checkpoint (native or Keras Estimator)."""
     tf = import_tensorflow()
     tf.keras.backend.clear_session()
     model = tf.keras.models.load_model(built.model_uri)
-    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial().assert_existing_objects_matched()
+    if not read_keras_weights(model, checkpoint):
+        raise ConfigError(f"checkpoint {checkpoint} does not hold the weights of the model in {built.model_uri}")
     return model
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kest_tasks.config import ConfigError, PipelineConfig, config_to_json, load_config
+from kest_tasks.metrics import headline
 from kest_tasks.stage import RESULT_FILE, StageResult, load_run_config, run_uri_for
 from kest_tasks.storage import (
     local_path,
@@ -53,7 +54,7 @@ def summarize(run_uri: str) -> dict[str, Any]:
     published_uri = read_json(published)["model_uri"] if published.exists() else None
     summary = {
         "run_uri": run_uri,
-        "test_metrics": metrics["metrics"],
+        "test_metrics": headline(metrics["metrics"]),
         "test_examples": metrics["examples"],
         "blessed": blessing["blessed"],
         "gate": blessing["reason"],
@@ -88,7 +89,7 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
     "build": ("model", {"prepared": "prepare"}),
     "train": ("train", {"prepared": "prepare", "built": "build"}),
     "evaluate": ("eval", {"prepared": "prepare", "built": "build", "trained": "train"}),
-    "gate": ("gate", {"evaluated": "evaluate"}),
+    "gate": ("gate", {"evaluated": "evaluate", "prepared": "prepare"}),
     "export": ("export", {"prepared": "prepare", "built": "build", "trained": "train"}),
     "publish": ("publish", {"exported": "export", "blessing": "gate", "evaluated": "evaluate"}),
 }

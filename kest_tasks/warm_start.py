@@ -35,18 +35,17 @@ def champion_checkpoint(config: PipelineConfig) -> tuple[str, str] | None:
     return str(prefix), champion["version"]
 
 
-def _values_from_object_graph(model, prefix: str) -> list | None:
-    """The trainable weights' values from an object-based checkpoint holding the model at its root (Keras
-    Estimator exports) or as `model` (native exports); None if neither matches."""
+def read_keras_weights(model, prefix: str) -> bool:
+    """Set every weight of the Keras `model` from an object-based checkpoint holding a model of its shape at the
+    root (Keras Estimator checkpoints and exports) or as `model` (native ones); False if neither matches."""
     tf = import_tensorflow()
     for place in ("model", "root"):
-        twin = tf.keras.models.clone_model(model)
         try:
-            tf.train.Checkpoint(**{place: twin}).read(prefix).expect_partial().assert_existing_objects_matched()
+            tf.train.Checkpoint(**{place: model}).read(prefix).expect_partial().assert_existing_objects_matched()
         except (AssertionError, ValueError):
             continue
-        return [weight.numpy() for weight in twin.trainable_weights]
-    return None
+        return True
+    return False
 
 
 def load_trainable_weights(model, prefix: str) -> None:
@@ -59,7 +58,8 @@ def load_trainable_weights(model, prefix: str) -> None:
     if all(name in shapes for name in names):
         values = [reader.get_tensor(name) for name in names]
     else:
-        values = _values_from_object_graph(model, prefix)
+        twin = tf.keras.models.clone_model(model)
+        values = [weight.numpy() for weight in twin.trainable_weights] if read_keras_weights(twin, prefix) else None
         if values is None:
             missing = next(name for name in names if name not in shapes)
             raise ConfigError(f"trainer.warm_start: champion {prefix} does not match this model: no variable "
