@@ -49,7 +49,7 @@ def test_premade_dnn_regression_with_string_features(tmp_path):
     data = _regression_csv(tmp_path / "prices.csv")
     summary = _run(tmp_path, dataset={"path": str(data), "label": "price"},
                    trainer={"kind": "premade", "premade": {"type": "dnn", "hidden_units": [32]}, "steps": 1500},
-                   model={"learning_rate": 0.05}, thresholds={"average_loss": {"upper": 400}})
+                   model={"learning_rate": 0.05}, thresholds={"rmse": {"upper": 20}})
     schema = json.loads(Path(summary["run_uri"], "data", "schema.json").read_text())
     assert schema["label"]["kind"] == "regression"
     assert summary["blessed"], summary["gate"]

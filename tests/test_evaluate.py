@@ -12,7 +12,10 @@ def test_metrics_cover_the_whole_test_split(iris_run):
     prepared = json.loads((run / "data" / "result.json").read_text())
     assert written["examples"] == prepared["split_rows"]["test"]
     assert written["global_step"] == 500
-    assert set(written["metrics"]) == {"accuracy", "loss"}
+    headline = {key for key in written["metrics"] if "/" not in key}
+    assert headline == {"accuracy", "loss", "auc", "precision_macro", "recall_macro", "f1_macro"}
+    assert {f"recall/{name}" for name in written["classes"]} <= set(written["metrics"])
+    assert sum(map(sum, written["confusion_matrix"])) == written["examples"]
     assert written["metrics"]["accuracy"] >= 0.9
     # Evaluation writes only its own folder, never into training's model_dir.
     assert not (run / "train" / "eval_test").exists()
@@ -24,3 +27,38 @@ def test_accuracy_is_over_every_example(iris_run):
     written = json.loads((run / "eval" / "metrics.json").read_text())
     correct = written["metrics"]["accuracy"] * written["examples"]
     assert abs(correct - round(correct)) < 1e-4
+
+
+def test_keras_evaluation_matches_model_evaluate(iris_run):
+    """The loss and accuracy kest computes from the model's outputs are Keras' own on the same rows."""
+    from kest_tasks.build import BuildResult
+    from kest_tasks.native import restored_model
+    from kest_tasks.prepare import PrepareResult
+    from kest_tasks.schema import Schema
+    from kest_tasks.tfdata import read_examples
+
+    run = Path(iris_run["summary"]["run_uri"])
+    written = json.loads((run / "eval" / "metrics.json").read_text())
+    prepared = PrepareResult.model_validate_json((run / "data" / "result.json").read_text())
+    built = BuildResult.model_validate_json((run / "model" / "result.json").read_text())
+    model = restored_model(built, written["checkpoint"])
+    data = read_examples(prepared.files["test"], Schema.load(prepared.schema_uri), prepared.compression, 64,
+                         plan=built.input_plan)
+    keras = model.evaluate(data, return_dict=True, verbose=0)
+    assert written["metrics"]["loss"] == pytest.approx(keras["loss"], rel=1e-4)
+    assert written["metrics"]["accuracy"] == pytest.approx(keras["accuracy"], abs=1e-6)
+
+
+def test_slices_by_a_string_feature(tmp_path):
+    from kest_tasks.pipeline import run_pipeline
+    from tests.conftest import IRIS_CONFIG, iris_overrides
+    from tests.test_binary import _binary_csv
+
+    data = _binary_csv(tmp_path / "loans.csv")
+    summary = run_pipeline(IRIS_CONFIG, iris_overrides(
+        tmp_path, dataset={"path": str(data), "label": "approved"}, model={"builder": "tabular"},
+        trainer={"kind": "native", "steps": 50}, evaluate={"slice_by": ["region", "income"]},
+        gate={"mode": "always_bless"}), "sliced")
+    written = json.loads(Path(summary["run_uri"], "eval", "metrics.json").read_text())
+    assert set(written["slices"]) == {"region=east", "region=west"}  # income has too many values to slice by
+    assert sum(s["examples"] for s in written["slices"].values()) == written["examples"]
