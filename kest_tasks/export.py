@@ -1,10 +1,13 @@
-"""export: a SavedModel whose serving signature takes the raw named features, checked in a fresh process.
+"""export: a SavedModel with two signatures — `serving_default` on the raw named features (what a client sends
+as JSON) and `predict_examples` on serialized tf.Examples (what batch scoring sends) — infra-validated in a
+fresh process before anything is published.
 
 The Keras Estimator's own predictions are the raw model outputs (logits); the export wraps its model_fn so
 clients also get probabilities, class ids and class names.
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
@@ -24,11 +27,14 @@ from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.serving_check import to_plain_list
 from kest_tasks.stage import StageResult, run_once, stage_function
-from kest_tasks.tfdata import feature_dtypes, read_examples, to_model_inputs, vocabulary_tables
+from kest_tasks.tfdata import feature_dtypes, parse_spec, to_model_inputs, vocabulary_tables
 from kest_tasks.tfenv import import_tensorflow
 from kest_tasks.train import TrainResult
 
 log = logging.getLogger("kest.export")
+
+EXAMPLES_SIGNATURE = "predict_examples"  # serialized tf.Example in, what batch scoring sends
+SIGNATURES = ("serving_default", EXAMPLES_SIGNATURE)
 
 
 class ExportError(KestError, RuntimeError):
@@ -42,6 +48,9 @@ class ExportResult(StageResult):
     outputs: list[str]
     checked_rows: int
     load_seconds: float
+    signatures: list[str] = []
+    latency_ms_p50: float = 0.0
+    latency_ms_p99: float = 0.0
 
 
 def prediction_outputs(output, classes: list[str] | None) -> dict:
@@ -79,48 +88,88 @@ def _serving_estimator(config: PipelineConfig, built: BuildResult, schema: Schem
 
 
 def _serving_input_fn(schema: Schema, built: BuildResult):
+    """Receiver: raw named features for `serving_default`; serialized tf.Examples, parsed into those same feature
+    tensors, for the `predict_examples` alternative."""
     tf = import_tensorflow()
 
     def receiver():
-        raw = {
-            name: tf.compat.v1.placeholder(dtype, [None], name=name)
-            for name, dtype in feature_dtypes(schema).items()
-        }
+        examples = tf.compat.v1.placeholder(tf.string, [None], name="examples")
+        raw = tf.io.parse_example(examples, parse_spec(schema, with_label=False))
         tables = vocabulary_tables(built.input_plan)
-        return tf.estimator.export.ServingInputReceiver(to_model_inputs(raw, built.input_plan, tables), raw)
+        return tf.estimator.export.ServingInputReceiver(
+            to_model_inputs(raw, built.input_plan, tables), raw,
+            receiver_tensors_alternatives={EXAMPLES_SIGNATURE: {"examples": examples}},
+        )
 
     return receiver
 
 
-def _test_rows(prepared: PrepareResult, schema: Schema, count: int) -> dict[str, list]:
-    rows = next(iter(read_examples(prepared.files["test"], schema, prepared.compression, count)))[0]
-    return {name: to_plain_list(values.numpy()) for name, values in rows.items()}
+def _rename_alternative_signature(saved_model_dir: Path) -> None:
+    """The Estimator names an alternative receiver's signature `<receiver>:<output>`; clients call it by the
+    receiver's name alone, so rename `predict_examples:serving_default` to `predict_examples` in saved_model.pb."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = saved_model_dir / "saved_model.pb"
+    saved_model = saved_model_pb2.SavedModel.FromString(path.read_bytes())
+    for meta_graph in saved_model.meta_graphs:
+        signatures = meta_graph.signature_def
+        generated = f"{EXAMPLES_SIGNATURE}:serving_default"
+        if generated in signatures:
+            signatures[EXAMPLES_SIGNATURE].CopyFrom(signatures[generated])
+            del signatures[generated]
+    path.write_bytes(saved_model.SerializeToString())
 
 
-def query_in_fresh_process(saved_model_dir: Path, inputs: dict[str, list], workdir: Path) -> dict:
-    """Query the SavedModel through kest_tasks.serving_check in a new Python process."""
+def _test_examples(prepared: PrepareResult, schema: Schema, count: int) -> tuple[list[bytes], dict[str, list]]:
+    """The first `count` test examples, serialized as stored, and parsed as the serving signature takes them."""
+    tf = import_tensorflow()
+    compression = "GZIP" if prepared.compression == "GZIP" else ""
+    records = next(iter(tf.data.TFRecordDataset(prepared.files["test"], compression_type=compression).batch(count)))
+    parsed = tf.io.parse_example(records, parse_spec(schema, with_label=False))
+    return list(records.numpy()), {name: to_plain_list(values.numpy()) for name, values in parsed.items()}
+
+
+def query_in_fresh_process(saved_model_dir: Path, inputs: dict[str, list], workdir: Path,
+                           examples: list[bytes] | None = None) -> dict:
+    """Query every signature of the SavedModel through kest_tasks.serving_check in a new Python process."""
     request = workdir / "request.json"
-    request.write_text(json.dumps({"inputs": inputs}))
+    request.write_text(json.dumps({"inputs": inputs,
+                                   "examples": [base64.b64encode(e).decode() for e in examples or []]}))
     completed = subprocess.run(
         [sys.executable, "-m", "kest_tasks.serving_check", str(saved_model_dir), str(request)],
         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300,
     )
+    request.unlink(missing_ok=True)
     if completed.returncode != 0:
         last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
         raise ExportError(f"exported model {saved_model_dir} failed to load or answer in a fresh process: {last}")
     return json.loads(completed.stdout)
 
 
-def _compare(expected: dict[str, list], answered: dict[str, list], saved_model_dir: Path) -> None:
+def infra_validate(saved_model_dir: Path, rows: dict[str, list], examples: list[bytes],
+                   expected: dict[str, list], workdir: Path) -> dict:
+    """Load the SavedModel in a fresh process, query both signatures with the same test rows and require the
+    in-process predictions from each; return the fresh process's answer (load time, latency)."""
+    answer = query_in_fresh_process(saved_model_dir, rows, workdir, examples)
+    missing = sorted(set(SIGNATURES) - set(answer["signatures"]))
+    if missing:
+        raise ExportError(f"exported model {saved_model_dir} has no signature {missing[0]!r}")
+    for signature in SIGNATURES:
+        _compare(expected, answer["outputs"][signature], saved_model_dir, signature)
+    return answer
+
+
+def _compare(expected: dict[str, list], answered: dict[str, list], saved_model_dir: Path, signature: str) -> None:
+    where = f"exported model {saved_model_dir}, signature {signature!r}"
     for name, values in expected.items():
         got = answered.get(name)
         if got is None or len(got) != len(values):
-            raise ExportError(f"exported model {saved_model_dir}: output {name!r} missing or of the wrong length")
+            raise ExportError(f"{where}: output {name!r} missing or of the wrong length")
         for want, have in zip(values, got):
             if isinstance(want, (float, list)) and not _close(want, have):
-                raise ExportError(f"exported model {saved_model_dir}: output {name!r} differs: {have} != {want}")
+                raise ExportError(f"{where}: output {name!r} differs from the trained model: {have} != {want}")
             if isinstance(want, (int, str)) and want != have:
-                raise ExportError(f"exported model {saved_model_dir}: output {name!r} differs: {have} != {want}")
+                raise ExportError(f"{where}: output {name!r} differs from the trained model: {have} != {want}")
 
 
 def _close(want, have) -> bool:
@@ -149,6 +198,7 @@ def _export_estimator(
         str(work / "versions"), _serving_input_fn(schema, built), checkpoint_path=trained.checkpoint
     ).decode())
     exported.rename(saved_model_dir)
+    _rename_alternative_signature(saved_model_dir)
 
     def query_input_fn():
         tables = vocabulary_tables(built.input_plan)
@@ -177,8 +227,16 @@ def _export_native(
         output = module.model(to_model_inputs(features, built.input_plan, module.tables), training=False)
         return prediction_outputs(model_output(output, built), schema.label.classes)
 
-    module.serve = serve
-    tf.saved_model.save(module, str(saved_model_dir), signatures={"serving_default": serve.get_concrete_function()})
+    example_spec = parse_spec(schema, with_label=False)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def predict_examples(examples):
+        return serve(tf.io.parse_example(examples, example_spec))
+
+    module.serve, module.predict_examples = serve, predict_examples
+    tf.saved_model.save(module, str(saved_model_dir), signatures={
+        "serving_default": serve.get_concrete_function(), EXAMPLES_SIGNATURE: predict_examples.get_concrete_function(),
+    })
     answered = serve({name: tf.constant(values, dtype=specs[name].dtype) for name, values in rows.items()})
     return str(int(time.time())), {name: to_plain_list(value.numpy()) for name, value in answered.items()}
 
@@ -192,21 +250,23 @@ def export(
     schema = Schema.load(prepared.schema_uri)
 
     def produce(tmp: Path, final: Path) -> ExportResult:
-        rows = _test_rows(prepared, schema, config.export.query_rows)
+        examples, rows = _test_examples(prepared, schema, config.export.query_rows)
         export_kind = _export_native if config.trainer.kind == "native" else _export_estimator
         saved_model_dir = tmp / "saved_model"
         exported_at, expected = export_kind(config, built, schema, trained, rows, saved_model_dir)
-        answer = query_in_fresh_process(saved_model_dir, rows, tmp)
-        _compare(expected, answer["outputs"], saved_model_dir)
-        checked = len(next(iter(rows.values())))
-        for scratch in ("estimator", "versions", "request.json"):
+        answer = infra_validate(saved_model_dir, rows, examples, expected, tmp)
+        checked = len(examples)
+        for scratch in ("estimator", "versions"):
             _remove(tmp / scratch)
-        log.info("export: SavedModel answers %d test rows like the trained model (loaded in %.2f s in a fresh process)",
-                 checked, answer["load_seconds"])
+        latency = answer["latency_ms"]
+        log.info("export: infra validation passed: a fresh process loaded the SavedModel in %.2f s; signatures %s "
+                 "answer %d test rows like the trained model; single-row latency p50 %.2f ms, p99 %.2f ms",
+                 answer["load_seconds"], ", ".join(SIGNATURES), checked, latency["p50"], latency["p99"])
         return ExportResult(
             saved_model_uri=str(final / "saved_model"), exported_at=exported_at,
             inputs=sorted(rows), outputs=sorted(expected), checked_rows=checked,
-            load_seconds=round(answer["load_seconds"], 3),
+            load_seconds=round(answer["load_seconds"], 3), signatures=answer["signatures"],
+            latency_ms_p50=round(latency["p50"], 3), latency_ms_p99=round(latency["p99"], 3),
         )
 
     return run_once(run_uri, "export", ExportResult, produce)

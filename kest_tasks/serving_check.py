@@ -1,35 +1,58 @@
-"""Load a SavedModel and query its serving signature, in a process of its own.
+"""Load a SavedModel and query every signature, in a process of its own (kest's infra validation).
 
 Run as `python -m kest_tasks.serving_check <saved_model_dir> <request.json>`: reads `{"inputs": {feature:
-[values]}}`, prints `{"outputs": {name: values}, "load_seconds": s}` as JSON on stdout. It imports only
-TensorFlow, so it proves the exported model answers without any of the training code.
+[values]}, "examples": [base64 tf.Example, ...]}` and prints JSON on stdout: `{"outputs": {signature: {name:
+values}}, "load_seconds": s, "latency_ms": {"p50": …, "p99": …}}`. `serving_default` gets the raw features,
+`predict_examples` the serialized examples (when both are present). Latency is of single-row requests to
+`serving_default`. It imports only TensorFlow, so it proves the exported model answers without kest's code.
 """
 from __future__ import annotations
 
+import base64
 import json
+import os
 import sys
 import time
 
+LATENCY_QUERIES = 100
 
-def query(saved_model_dir: str, inputs: dict[str, list]) -> dict:
-    import os
 
+def _call(signature, tf, values: dict[str, list]):
+    tensors = {}
+    for name, spec in signature.structured_input_signature[1].items():
+        if name not in values:
+            raise KeyError(f"request has no value for signature input {name!r}")
+        tensors[name] = tf.constant(values[name], dtype=spec.dtype)
+    return signature(**tensors)
+
+
+def query(saved_model_dir: str, inputs: dict[str, list], examples: list[str] | None = None) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
     import tensorflow as tf
 
     started = time.monotonic()
     loaded = tf.saved_model.load(saved_model_dir)
     load_seconds = time.monotonic() - started
-    signature = loaded.signatures["serving_default"]
-    tensors = {}
-    for name, spec in signature.structured_input_signature[1].items():
-        if name not in inputs:
-            raise KeyError(f"request has no value for signature input {name!r}")
-        tensors[name] = tf.constant(inputs[name], dtype=spec.dtype)
-    outputs = signature(**tensors)
+    serving = loaded.signatures["serving_default"]
+    answers = {"serving_default": _call(serving, tf, inputs)}
+    if "predict_examples" in loaded.signatures:
+        serialized = [base64.b64decode(example) for example in examples or []]
+        answers["predict_examples"] = _call(loaded.signatures["predict_examples"], tf, {"examples": serialized})
+    rows = len(next(iter(inputs.values())))
+    timings = []
+    for query_index in range(LATENCY_QUERIES):
+        row = query_index % rows
+        one = {name: values[row:row + 1] for name, values in inputs.items()}
+        began = time.perf_counter()
+        _call(serving, tf, one)
+        timings.append((time.perf_counter() - began) * 1000)
     return {
-        "outputs": {name: to_plain_list(value.numpy()) for name, value in outputs.items()},
+        "outputs": {signature: {name: to_plain_list(value.numpy()) for name, value in outputs.items()}
+                    for signature, outputs in answers.items()},
+        "signatures": sorted(loaded.signatures.keys()),
         "load_seconds": load_seconds,
+        "latency_ms": {"p50": float(np.percentile(timings, 50)), "p99": float(np.percentile(timings, 99))},
     }
 
 
@@ -44,7 +67,7 @@ def main(argv: list[str]) -> int:
     saved_model_dir, request_path = argv
     with open(request_path) as handle:
         request = json.load(handle)
-    json.dump(query(saved_model_dir, request["inputs"]), sys.stdout)
+    json.dump(query(saved_model_dir, request["inputs"], request.get("examples")), sys.stdout)
     return 0
 
 

@@ -151,7 +151,7 @@ def test_dag_run_on_a_csv_with_string_features(dag, tmp_path):
 
     answer = query_in_fresh_process(published, {"island": ["biscoe", "torgersen"], "bill_length": [47.0, 38.0],
                                                 "flipper": [218, 189], "sex": ["male", ""]}, tmp_path)
-    assert answer["outputs"]["classes"] == ["gentoo", "adelie"]
+    assert answer["outputs"]["serving_default"]["classes"] == ["gentoo", "adelie"]
 
 
 def test_train_task_queue_and_pool_come_from_the_environment(airflow_db):

@@ -37,7 +37,7 @@ def test_serving_signature_takes_raw_named_features(iris_run):
     rows = {"sepal_length": [5.1, 6.7], "sepal_width": [3.5, 3.0], "petal_length": [1.4, 5.2],
             "petal_width": [0.2, 2.3]}
     answer = query_in_fresh_process(published, rows, Path(iris_run["root"]))
-    outputs = answer["outputs"]
+    outputs = answer["outputs"]["serving_default"]
     assert outputs["classes"] == ["setosa", "virginica"]
     assert outputs["class_ids"] == [0, 2]
     assert all(abs(sum(p) - 1) < 1e-5 for p in outputs["probabilities"])
@@ -77,3 +77,50 @@ def test_a_broken_saved_model_is_caught_in_the_fresh_process(tmp_path):
     (broken / "saved_model.pb").write_bytes(b"not a protobuf")
     with pytest.raises(ExportError, match="failed to load or answer in a fresh process"):
         query_in_fresh_process(broken, {"x": [1.0]}, tmp_path)
+
+
+def test_both_signatures_answer_like_the_trained_model(iris_run):
+    """predict_examples takes the stored tf.Examples; its answers equal serving_default's on the same rows."""
+    from kest_tasks.export import _test_examples
+    from kest_tasks.prepare import PrepareResult
+    from kest_tasks.schema import Schema
+
+    run = Path(iris_run["summary"]["run_uri"])
+    exported = ExportResult.model_validate_json((run / "export" / "result.json").read_text())
+    assert exported.signatures == ["predict_examples", "serving_default"]
+    assert 0 < exported.latency_ms_p50 <= exported.latency_ms_p99
+    prepared = PrepareResult.model_validate_json((run / "data" / "result.json").read_text())
+    examples, rows = _test_examples(prepared, Schema.load(prepared.schema_uri), 5)
+    answer = query_in_fresh_process(Path(iris_run["summary"]["published_model"]), rows, Path(iris_run["root"]),
+                                    examples)
+    assert answer["outputs"]["predict_examples"] == answer["outputs"]["serving_default"]
+    assert len(answer["outputs"]["predict_examples"]["classes"]) == 5
+
+
+def test_infra_validation_catches_a_broken_signature(tmp_path):
+    """A SavedModel whose predict_examples answers differently from the trained model is refused."""
+    from kest_tasks.export import infra_validate
+    from kest_tasks.tfenv import import_tensorflow
+
+    tf = import_tensorflow()
+    module = tf.Module()
+
+    @tf.function(input_signature=[{"x": tf.TensorSpec([None], tf.float32, name="x")}])
+    def serve(features):
+        return {"predictions": features["x"] * 2.0}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def predict_examples(examples):
+        parsed = tf.io.parse_example(examples, {"x": tf.io.FixedLenFeature([], tf.float32)})
+        return {"predictions": parsed["x"] * 3.0}  # the bug: not what the model computes
+
+    module.serve, module.predict_examples = serve, predict_examples
+    saved = tmp_path / "saved_model"
+    tf.saved_model.save(module, str(saved), signatures={"serving_default": serve.get_concrete_function(),
+                                                        "predict_examples": predict_examples.get_concrete_function()})
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        "x": tf.train.Feature(float_list=tf.train.FloatList(value=[value]))})).SerializeToString()
+        for value in (1.0, 2.0)]
+    with pytest.raises(ExportError, match=r"signature 'predict_examples': output 'predictions' differs from the "
+                                          r"trained model: 3.0 != 2.0"):
+        infra_validate(saved, {"x": [1.0, 2.0]}, examples, {"predictions": [2.0, 4.0]}, tmp_path)
