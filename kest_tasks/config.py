@@ -250,8 +250,12 @@ class EvaluateConfig(_Section):
 
 
 class ExportConfig(_Section):
-    root: str = Field("../artifacts/models", description="Where blessed models are published.")
+    root: str = Field("../artifacts/models", description="Where blessed models are published: a local folder "
+                      "or gs://bucket/prefix.")
     query_rows: int = Field(16, ge=1, description="Test rows sent to the exported model to check it answers.")
+    gcs_retry_seconds: float = Field(
+        120.0, gt=0, description="How long google-cloud-storage retries transient errors before publish fails.",
+    )
 
 
 class PipelineConfig(_Section):

@@ -7,16 +7,18 @@ through its exported serving signature, with the code that scored the candidate,
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
 
-from kest_tasks.champion import current_champion
+from kest_tasks.champion import champion_model_dir, current_champion
 from kest_tasks.config import ChangeThreshold, ConfigError, PipelineConfig
 from kest_tasks.evaluate import EvaluateResult, all_metrics, run_over_split, split_batches
 from kest_tasks.metrics import score
+from kest_tasks.objectstore import StoreError
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.stage import StageResult, run_once, stage_function
@@ -141,21 +143,25 @@ def gate(config: PipelineConfig, run_uri: str, evaluated: EvaluateResult, prepar
     def produce(tmp: Path, final: Path) -> GateResult:
         metrics = all_metrics(evaluated)
         checks = check_thresholds(config, metrics)
-        champion = current_champion(config.export.root, config.model_name)
+        champion = current_champion(config)
         champion_record = None
         problems = []
         if champion is None:
             if gate_config.change:
                 log.info("gate: %s has no champion yet: change thresholds skipped", config.model_name)
         elif gate_config.change:
+            scratch = tmp / "champion"
             try:
-                champion_score = score_saved_model(config, prepared, champion["model_uri"])
-            except ChampionError as error:
+                champion_dir = champion_model_dir(config, champion, scratch)
+                champion_score = score_saved_model(config, prepared, str(champion_dir))
+            except (ChampionError, StoreError) as error:
                 problems.append(f"champion {champion['version']} cannot be scored on this test split: {error}")
             else:
                 checks += check_changes(config, metrics, champion_score["metrics"])
                 champion_record = {"version": champion["version"], "model_uri": champion["model_uri"],
                                    "metrics": champion_score["metrics"], "examples": champion_score["examples"]}
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)  # only a download lands here; a local champion is read
         passed = all(check.passed for check in checks) and not problems
         blessed = passed or gate_config.mode == "always_bless"
         details = "; ".join([c.describe() for c in checks] + problems) or "no checks"

@@ -138,7 +138,7 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
     if resumed_from:
         log.info("train: resuming from checkpoint %s", resumed_from)
     else:
-        warm_start = champion_checkpoint(config)
+        warm_start = champion_checkpoint(config, model_dir / "champion")
         write_json_atomic(warm_record, {"version": warm_start[1] if warm_start else None})
     started = time.monotonic()
     if config.trainer.kind == "native":

@@ -11,24 +11,25 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from kest_tasks.champion import current_champion
+from kest_tasks.champion import champion_model_dir, current_champion
 from kest_tasks.config import ConfigError, PipelineConfig
 from kest_tasks.tfenv import import_tensorflow
 
 log = logging.getLogger("kest.train")
 
 
-def champion_checkpoint(config: PipelineConfig) -> tuple[str, str] | None:
+def champion_checkpoint(config: PipelineConfig, scratch: Path) -> tuple[str, str] | None:
     """(checkpoint prefix of the champion's variables, champion version) when trainer.warm_start asks for it
-    and a champion exists; None otherwise (logged, so a first run's cold start is visible)."""
+    and a champion exists; None otherwise (logged, so a first run's cold start is visible). A champion in object
+    storage is downloaded into `scratch`."""
     if config.trainer.warm_start != "champion":
         return None
-    champion = current_champion(config.export.root, config.model_name)
+    champion = current_champion(config)
     if champion is None:
         log.info("train: warm start asked for, but %s has no champion yet; starting from initial weights",
                  config.model_name)
         return None
-    prefix = Path(champion["model_uri"]) / "variables" / "variables"
+    prefix = champion_model_dir(config, champion, scratch) / "variables" / "variables"
     if not prefix.with_suffix(".index").exists():
         raise ConfigError(f"trainer.warm_start 'champion': champion {champion['version']} has no variables at "
                           f"{prefix}")
