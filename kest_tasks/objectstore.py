@@ -167,7 +167,8 @@ class GcsStore(Store):
             blob = self.bucket.get_blob(self._name(key), retry=self.retry)
             if blob is None:
                 return None, None
-            return json.loads(blob.download_as_bytes(retry=self.retry)), blob.generation
+            generation = blob.generation  # read first: the download refreshes properties from its headers
+            return json.loads(blob.download_as_bytes(if_generation_match=generation, retry=self.retry)), generation
 
     def put_json(self, key: str, value: Any, if_token: Any) -> bool:
         from google.api_core.exceptions import PreconditionFailed

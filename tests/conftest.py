@@ -52,3 +52,17 @@ def iris_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("iris-run")
     summary = run_pipeline(IRIS_CONFIG, iris_overrides(root), "session-run")
     return {"root": root, "summary": summary, "config": load_run_config(summary["run_uri"])}
+
+
+@pytest.fixture
+def gcs(tmp_path, monkeypatch):
+    """A running GCS emulator (real HTTP on loopback); google-cloud-storage reaches it via STORAGE_EMULATOR_HOST."""
+    from tests.gcs_emulator import BUCKET, Emulator
+
+    emulator = Emulator(tmp_path / "gcs-data")
+    emulator.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.host)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "kest-test")
+    emulator.bucket = BUCKET
+    yield emulator
+    emulator.stop()
