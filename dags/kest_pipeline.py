@@ -1,15 +1,16 @@
 """
 ### kest: a Keras model trained as a TensorFlow Estimator, from data to a published model
 
-`configure → prepare → build → train → evaluate → gate → blessed? → export → publish → summarize`
+`configure → prepare → build → train → evaluate → gate → blessed? → export → report → publish → summarize`
 
 Each task calls one stage of the `kest_tasks` library and passes only small JSON (URIs, counts, metrics)
 on. Artifacts live in the run folder `<artifact_root>/runs/<run_id>/`; a blessed model is published to
-`<export.root>/<model_name>/<version>/` and named in `champion.json` there.
+`<export.root>/<model_name>/<version>/` (a local folder or gs://) with its report.html, and named in
+`champion.json` there if it still beats the champion the gate compared it with.
 
 Trigger with a different config file (`config_path`) or override single values (`overrides`, nested like
 the config: `{"trainer": {"steps": 1000}}`). A model that fails the gate is not exported or published:
-those tasks are skipped, the run stays green and the gate task's log says why.
+those tasks are skipped, the run stays green, the gate task's log says why and the report still shows it.
 """
 from __future__ import annotations
 
@@ -123,6 +124,12 @@ def kest_pipeline():
         """Export a SavedModel and check, in a fresh process, that it answers like the trained model."""
         return call_stage("export", run, prepared=prepared, built=built, trained=trained)
 
+    @task(trigger_rule="none_failed")
+    def report(run: dict) -> dict:
+        """report.html from the run folder: data, training curves, confusion matrix or residuals, the gate's
+        table, where the model went. Runs for unblessed models too."""
+        return call_stage("report", run)
+
     @task
     def publish(run: dict, exported: dict, blessing: dict, evaluated: dict) -> dict:
         """Copy the SavedModel to the export root (saved_model.pb last) and make it the champion."""
@@ -142,8 +149,10 @@ def kest_pipeline():
     evaluated = evaluate(run, prepared, built, trained)
     blessing = gate(run, evaluated, prepared)
     exported = export(run, prepared, built, trained)
+    reported = report(run)
     published = publish(run, exported, blessing, evaluated)
     blessed(blessing) >> exported
+    [blessing, exported] >> reported >> published
     published >> summarize(run)
 
 

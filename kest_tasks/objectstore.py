@@ -51,9 +51,10 @@ class Store(ABC):
         """Write `value` only if the object still has `if_token` (None: only if it does not exist); False if not."""
 
     @abstractmethod
-    def publish_tree(self, source: Path, prefix: str, last: str, record: dict) -> int:
-        """Copy the files under `source` to `prefix/` as a whole (staged and verified, `last` written last) with
-        PUBLISH_RECORD beside them; a retry by the same run is a no-op. Returns the file count."""
+    def publish_tree(self, source: Path, prefix: str, last: str, record: dict, extra: dict[str, Path]) -> int:
+        """Copy the files under `source`, plus `extra` (name → file), to `prefix/` as a whole (staged and verified,
+        `last` written last) with PUBLISH_RECORD beside them; a retry by the same run is a no-op. Returns the
+        file count."""
 
     @abstractmethod
     def local_copy(self, prefix: str, scratch: Path) -> Path:
@@ -93,14 +94,16 @@ class LocalStore(Store):
             write_json_atomic(path, value)
         return True
 
-    def publish_tree(self, source: Path, prefix: str, last: str, record: dict) -> int:
+    def publish_tree(self, source: Path, prefix: str, last: str, record: dict, extra: dict[str, Path]) -> int:
         dest = self.path / prefix
         if _already_published(self, prefix, last, record):
             return sum(1 for p in dest.rglob("*") if p.is_file())
         staging = dest.with_name(f".{dest.name}.staging-{uuid.uuid4().hex[:8]}")
         try:
             write_json_atomic(staging / PUBLISH_RECORD, record)
-            files = copy_tree_last(source, staging, last=last) + 1
+            for name, path in extra.items():
+                shutil.copyfile(path, staging / name)
+            files = copy_tree_last(source, staging, last=last) + 1 + len(extra)
             if dest.exists():  # a folder left without its last file was never published: replace it
                 shutil.rmtree(dest)
             os.replace(staging, dest)
@@ -194,7 +197,7 @@ class GcsStore(Store):
             if objects[relative].crc32c != crc:
                 raise StoreError(f"{where}/{relative}: crc32c {objects[relative].crc32c} after upload, expected {crc}")
 
-    def publish_tree(self, source: Path, prefix: str, last: str, record: dict) -> int:
+    def publish_tree(self, source: Path, prefix: str, last: str, record: dict, extra: dict[str, Path]) -> int:
         if _already_published(self, prefix, last, record):
             with self._errors(self.uri(prefix)):
                 return len(self._objects(prefix))
@@ -202,6 +205,7 @@ class GcsStore(Store):
         write_json_atomic(staging_dir / PUBLISH_RECORD, record)
         files = {p.relative_to(source).as_posix(): p for p in sorted(Path(source).rglob("*")) if p.is_file()}
         files[PUBLISH_RECORD] = staging_dir / PUBLISH_RECORD
+        files.update(extra)
         order = sorted(files, key=lambda relative: relative == last)  # `last` after every other file
         expected = {relative: _crc32c(path) for relative, path in files.items()}
         staging = f"{prefix.rsplit('/', 1)[0]}/.staging/{prefix.rsplit('/', 1)[-1]}-{uuid.uuid4().hex[:8]}"

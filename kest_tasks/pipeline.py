@@ -59,6 +59,7 @@ def summarize(run_uri: str) -> dict[str, Any]:
         "blessed": blessing["blessed"],
         "gate": blessing["reason"],
         "published_model": published_uri,
+        "report": str(run / "report" / "report.html") if (run / "report" / "report.html").exists() else None,
     }
     write_json_atomic(run / "summary.json", summary)
     log.info("summary: %s", format_summary(summary))
@@ -72,6 +73,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"test metrics ({summary['test_examples']} examples): {metrics}\n"
         f"gate: {summary['gate']}\n"
         f"published model: {published}\n"
+        f"report: {summary.get('report') or 'none'}\n"
         f"run folder: {summary['run_uri']}"
     )
 
@@ -91,6 +93,7 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
     "evaluate": ("eval", {"prepared": "prepare", "built": "build", "trained": "train"}),
     "gate": ("gate", {"evaluated": "evaluate", "prepared": "prepare"}),
     "export": ("export", {"prepared": "prepare", "built": "build", "trained": "train"}),
+    "report": ("report", {}),
     "publish": ("publish", {"exported": "export", "blessing": "gate", "evaluated": "evaluate"}),
 }
 
@@ -118,10 +121,8 @@ def run_pipeline(config_path: str | Path, overrides: dict[str, Any] | None, run_
     """Run every stage in this process, as the DAG does task by task. Returns the run summary."""
     run_uri = configure(config_path, overrides, run_id).run_uri
     for stage in STAGES:
-        if stage == "export":
-            blessing = stage_result(run_uri, "gate")
-            if not blessing["blessed"]:
-                log.info("export and publish skipped: %s", blessing["reason"])
-                break
+        if stage in ("export", "publish") and not stage_result(run_uri, "gate")["blessed"]:
+            log.info("%s skipped: %s", stage, stage_result(run_uri, "gate")["reason"])
+            continue
         run_stage(stage, run_uri)
     return summarize(run_uri)

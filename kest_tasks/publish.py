@@ -19,6 +19,7 @@ from kest_tasks.evaluate import EvaluateResult
 from kest_tasks.export import ExportResult
 from kest_tasks.gate import GateResult
 from kest_tasks.objectstore import Store, StoreError
+from kest_tasks.report import REPORT_FILE
 from kest_tasks.stage import RESULT_FILE, StageResult, stage_dir, stage_function
 from kest_tasks.storage import write_json_atomic
 
@@ -77,9 +78,11 @@ def publish(
     metrics = evaluated.metrics
     try:
         store = store_for(config)
+        report = stage_dir(run_uri, "report") / REPORT_FILE
         files = store.publish_tree(Path(exported.saved_model_uri), f"{config.model_name}/{version}",
                                    last="saved_model.pb", record={"run_uri": run_uri, "version": version,
-                                                                  "metrics": metrics})
+                                                                  "metrics": metrics},
+                                   extra={REPORT_FILE: report} if report.exists() else {})
         model_uri = store.uri(f"{config.model_name}/{version}")
         pointer = {"version": version, "model_uri": model_uri, "metrics": metrics, "run_uri": run_uri,
                    "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}

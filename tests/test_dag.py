@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import REPO, iris_overrides
 
 DAG_FILE = REPO / "dags" / "kest_pipeline.py"
-STAGES = ["configure", "prepare", "build", "train", "evaluate", "gate", "blessed", "export", "publish", "summarize"]
+STAGES = ["configure", "prepare", "build", "train", "evaluate", "gate", "blessed", "export", "report", "publish",
+          "summarize"]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,9 @@ def dag(airflow_db):
 def test_dag_has_every_stage_in_order(dag):
     assert sorted(dag.task_ids) == sorted(STAGES)
     assert dag.get_task("blessed").downstream_task_ids == {"export"}
-    assert dag.get_task("export").downstream_task_ids == {"publish"}
+    assert dag.get_task("export").downstream_task_ids == {"report", "publish"}
+    assert dag.get_task("report").downstream_task_ids == {"publish"}
+    assert dag.get_task("report").trigger_rule == "none_failed"
     assert dag.get_task("summarize").trigger_rule == "none_failed"
     assert dag.get_task("train").retries == 2
     for task_id in STAGES:
@@ -101,9 +104,11 @@ def test_impossible_threshold_skips_export_and_publish(dag, tmp_path):
     states = _states(run)
     assert run.state == "success", states
     assert states["export"] == "skipped" and states["publish"] == "skipped"
-    assert states["summarize"] == "success" and states["gate"] == "success"
+    assert states["summarize"] == "success" and states["gate"] == "success" and states["report"] == "success"
     summary = json.loads((_run_folder(tmp_path / "artifacts") / "summary.json").read_text())
     assert summary["blessed"] is False and summary["published_model"] is None
+    report = Path(summary["report"]).read_text()
+    assert "not published: the gate did not bless this model" in report and "FAIL" in report
     assert "accuracy" in summary["gate"] and "needs >= 1.01" in summary["gate"]
     assert not (tmp_path / "models").exists()
 

@@ -91,7 +91,7 @@ def test_publish_to_gcs_then_load_the_model_back(tmp_path, gcs, iris_run):
     local_files = sorted(p.relative_to(exported.saved_model_uri).as_posix()
                          for p in Path(exported.saved_model_uri).rglob("*") if p.is_file())
     published = sorted(name for name in store._objects(f"iris/{result.version}"))
-    assert published == sorted(local_files + ["kest_publish.json"])
+    assert published == sorted(local_files + ["kest_publish.json", "report.html"])
     assert not store._objects("iris/.staging")  # staging objects are removed after promotion
     again = publish(config, run_uri, exported, blessing, evaluated)  # a retry: same version, nothing rewritten
     assert again == result

@@ -1,0 +1,236 @@
+"""report: one self-contained `report.html` per run — data summary, training curves from the event files,
+confusion matrix or residual plot, the gate's table (candidate vs champion vs thresholds), where the model
+went. Plots are matplotlib PNGs embedded as data URIs, so the file stands alone; publish puts it beside the model.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from kest_tasks.champion import store_for
+from kest_tasks.config import PipelineConfig
+from kest_tasks.evaluate import PREDICTIONS_FILE
+from kest_tasks.metrics import headline
+from kest_tasks.stage import RESULT_FILE, StageResult, run_once, stage_dir, stage_function
+from kest_tasks.storage import local_path, read_json
+from kest_tasks.tfenv import import_tensorflow
+
+log = logging.getLogger("kest.report")
+
+REPORT_FILE = "report.html"
+
+
+class ReportResult(StageResult):
+    report_uri: str
+    plots: int
+
+
+def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Scalar summaries of the event files directly in `folder`: tag → [(step, value)] in step order."""
+    tf = import_tensorflow()
+    series: dict[str, list[tuple[int, float]]] = {}
+    for events in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    number = value.simple_value
+                elif value.HasField("tensor") and not value.tensor.tensor_shape.dim:
+                    scalar = tf.make_ndarray(value.tensor)
+                    if scalar.dtype.kind not in "fiu":  # e.g. the Estimator's checkpoint_path text summary
+                        continue
+                    number = float(scalar)
+                else:
+                    continue
+                series.setdefault(value.tag, []).append((int(event.step), float(number)))
+    return {tag: sorted(points) for tag, points in series.items()}
+
+
+def training_curves(model_dir: Path, checkpoint_steps: int) -> tuple[dict, dict]:
+    """(training series, evaluation series) by global step, for Estimator and native model_dirs alike."""
+    train = read_scalars(model_dir) or {}
+    evaluation = read_scalars(model_dir / "eval")
+    native_train, native_eval = read_scalars(model_dir / "train"), read_scalars(model_dir / "validation")
+    if native_train or native_eval:  # Keras writes epoch summaries by epoch: one epoch is checkpoint_steps long
+        train = {tag[len("batch_"):]: points for tag, points in native_train.items() if tag.startswith("batch_")}
+        evaluation = {tag[len("epoch_"):]: [((epoch + 1) * checkpoint_steps, value) for epoch, value in points]
+                      for tag, points in native_eval.items() if tag.startswith("epoch_")}
+    # model_to_estimator's training loss is written as `loss_1` (its graph already has a `loss`)
+    loss = train.get("loss") or train.get("loss_1")
+    return ({"loss": loss} if loss else {}), evaluation
+
+
+def _png(figure) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _curves_plot(train: dict, evaluation: dict) -> str | None:
+    import matplotlib.pyplot as plt
+
+    if not train and not evaluation:
+        return None
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for tag, points in train.items():
+        left.plot(*zip(*points), label=f"train {tag}")
+    for tag, points in evaluation.items():
+        (right if tag != "loss" else left).plot(*zip(*points), marker="o", label=f"eval {tag}")
+    for axis, title in ((left, "loss"), (right, "evaluation metrics")):
+        axis.set_xlabel("step")
+        axis.set_title(title)
+        if axis.lines:
+            axis.legend(fontsize=8)
+    return _png(figure)
+
+
+def _confusion_plot(confusion: list[list[int]], classes: list[str]) -> str:
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(confusion)
+    figure, axis = plt.subplots(figsize=(1.2 + 0.6 * len(classes), 1 + 0.6 * len(classes)))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, str(count), ha="center", va="center",
+                  color="white" if count > matrix.max() / 2 else "black")
+    axis.set_title("confusion matrix (test split)")
+    return _png(figure)
+
+
+def _residual_plot(labels: np.ndarray, predictions: np.ndarray) -> str:
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 3.6))
+    axis.scatter(predictions, labels - predictions, s=8, alpha=0.6)
+    axis.axhline(0, color="grey", linewidth=1)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("actual − predicted")
+    axis.set_title("residuals (test split)")
+    return _png(figure)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(cell))}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def _gate_rows(checks: list[dict]) -> list[list]:
+    rows = []
+    for check in checks:
+        if check["kind"] == "change":
+            bound = " and ".join(part for part in (
+                f"{check['direction']} by ≥ {check['absolute']:g}" if check["absolute"] is not None else "",
+                f"{check['direction']} by ≥ {check['relative']:g} relative" if check["relative"] is not None else "",
+            ) if part)
+        else:
+            bound = " and ".join(part for part in (
+                f"≥ {check['lower']:g}" if check["lower"] is not None else "",
+                f"≤ {check['upper']:g}" if check["upper"] is not None else "",
+            ) if part)
+        rows.append([check["metric"], check["kind"], check["value"], check.get("champion"), bound,
+                     "pass" if check["passed"] else "FAIL"])
+    return rows
+
+
+def _destination(config: PipelineConfig, run_uri: str, blessing: dict) -> str:
+    from kest_tasks.export import ExportResult
+    from kest_tasks.publish import version_name
+
+    exported = stage_dir(run_uri, "export") / RESULT_FILE
+    if not blessing["blessed"]:
+        return "not published: the gate did not bless this model"
+    if not exported.exists():
+        return "not published: no export"
+    version = version_name(ExportResult.model_validate(read_json(exported)), run_uri)
+    return f"published as {store_for(config).uri(f'{config.model_name}/{version}')}"
+
+
+@stage_function
+def report(config: PipelineConfig, run_uri: str) -> ReportResult:
+    """Write `<run_uri>/report/report.html` from the run folder (works for blessed and unblessed runs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    def produce(tmp: Path, final: Path) -> ReportResult:
+        run = local_path(run_uri)
+        prepared = read_json(run / "data" / RESULT_FILE)
+        schema = read_json(run / "data" / "schema.json")
+        stats = read_json(run / "data" / "stats.json")["columns"]
+        metrics = read_json(run / "eval" / "metrics.json")
+        blessing = read_json(run / "gate" / "blessing.json")
+        trained = read_json(run / "train" / RESULT_FILE)
+        plots = []
+        curves = _curves_plot(*training_curves(Path(trained["model_dir"]), config.trainer.checkpoint_steps))
+        if curves:
+            plots.append(("Training", curves))
+        predictions = np.load(run / "eval" / PREDICTIONS_FILE)
+        if metrics.get("confusion_matrix"):
+            plots.append(("Confusion matrix", _confusion_plot(metrics["confusion_matrix"], metrics["classes"])))
+        else:
+            plots.append(("Residuals", _residual_plot(predictions["labels"],
+                                                      np.asarray(predictions["outputs"]).reshape(-1))))
+        feature_rows = []
+        for feature in schema["features"]:
+            column = stats.get(feature["name"], {})
+            feature_rows.append([feature["name"], feature["type"], column.get("missing"), column.get("mean"),
+                                 column.get("std"), len(feature.get("vocabulary") or []) or None])
+        exported = run / "export" / RESULT_FILE
+        export_line = ""
+        if exported.exists():
+            export = read_json(exported)
+            export_line = (f"<p>Infra validation: signatures {', '.join(export.get('signatures', []))}; loaded in "
+                           f"{export['load_seconds']:.2f} s in a fresh process; single-row latency p50 "
+                           f"{export.get('latency_ms_p50', 0):.2f} ms, p99 {export.get('latency_ms_p99', 0):.2f} ms."
+                           "</p>")
+        champion = blessing.get("champion") or {}
+        sections = [
+            f"<h1>kest run report: {html.escape(config.model_name)}</h1>",
+            f"<p>Run folder {html.escape(run_uri)}; trainer {config.trainer.kind}, {trained['global_step']} steps."
+            f"</p>",
+            "<h2>Data</h2>",
+            _table(["split", "rows"], sorted(prepared["split_rows"].items())),
+            _table(["feature", "type", "missing", "mean", "std", "vocabulary"], feature_rows),
+            f"<p>Label {html.escape(schema['label']['name'])} ({schema['label']['kind']}"
+            + (f"; classes {html.escape(', '.join(schema['label']['classes']))}" if schema["label"].get("classes")
+               else "") + ").</p>",
+            "<h2>Test metrics</h2>",
+            _table(["metric", "value"], sorted(headline(metrics["metrics"]).items())),
+            "<h2>Gate</h2>",
+            f"<p class='decision'>{html.escape(blessing['reason'])}</p>",
+            f"<p>Champion: {html.escape(champion.get('version', 'none (first model)'))}</p>",
+            _table(["metric", "check", "candidate", "champion", "needs", "result"], _gate_rows(blessing["checks"])),
+            "<h2>Where the model went</h2>",
+            f"<p class='destination'>{html.escape(_destination(config, run_uri, blessing))}</p>",
+            export_line,
+        ]
+        for title, image in plots:
+            sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{image}'>")
+        style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:"
+                 "collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+                 "img{max-width:100%}")
+        document = (f"<!doctype html><html><head><meta charset='utf-8'><title>kest report {html.escape(run_uri)}"
+                    f"</title><style>{style}</style></head><body>{''.join(sections)}</body></html>")
+        (tmp / REPORT_FILE).write_text(document)
+        log.info("report: %s (%d plots)", final / REPORT_FILE, len(plots))
+        return ReportResult(report_uri=str(final / REPORT_FILE), plots=len(plots))
+
+    return run_once(run_uri, "report", ReportResult, produce)
