@@ -175,7 +175,7 @@ def gate(config: PipelineConfig, run_uri: str, evaluated: EvaluateResult, prepar
             "blessed": blessed, "reason": reason, "mode": gate_config.mode,
             "checks": [c.model_dump() for c in checks], "champion": champion_record,
         })
-        log.info("gate: %s", reason)
+        log.info("gate: %s (champion: %s)", reason, champion["version"] if champion else "none yet")
         return GateResult(blessed=blessed, blessing_uri=str(final / "blessing.json"), checks=checks, reason=reason,
                           champion_version=champion["version"] if champion else None)
 
