@@ -3,7 +3,7 @@
 Run as `python -m kest_tasks.serving_check <saved_model_dir> <request.json>`: reads `{"inputs": {feature:
 [values]}, "examples": [base64 tf.Example, ...]}` and prints JSON on stdout: `{"outputs": {signature: {name:
 values}}, "load_seconds": s, "latency_ms": {"p50": …, "p99": …}}`. `serving_default` gets the raw features,
-`predict_examples` the serialized examples (when both are present). Latency is of single-row requests to
+`predict_examples` the serialized examples (when the request has some). Latency is of single-row requests to
 `serving_default`. It imports only TensorFlow, so it proves the exported model answers without kest's code.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ def query(saved_model_dir: str, inputs: dict[str, list], examples: list[str] | N
     load_seconds = time.monotonic() - started
     serving = loaded.signatures["serving_default"]
     answers = {"serving_default": _call(serving, tf, inputs)}
-    if "predict_examples" in loaded.signatures:
+    if "predict_examples" in loaded.signatures and examples:
         serialized = [base64.b64decode(example) for example in examples or []]
         answers["predict_examples"] = _call(loaded.signatures["predict_examples"], tf, {"examples": serialized})
     rows = len(next(iter(inputs.values())))

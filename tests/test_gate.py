@@ -153,3 +153,28 @@ def test_a_threshold_needs_a_bound():
         Threshold()
     with pytest.raises(ValueError, match="needs 'absolute', 'relative' or both"):
         ChangeThreshold(direction="higher")
+
+
+@pytest.mark.slow
+def test_candidate_against_a_weaker_and_a_stronger_champion(tmp_path, iris_run):
+    """A one-step model published as champion is beaten by the session run's model; the one-step model does not
+    beat the session run's champion. Both comparisons re-score the champion on the candidate's test split."""
+    from kest_tasks.pipeline import run_pipeline
+
+    weak_root = tmp_path / "weak-models"
+    weak = run_pipeline(IRIS_CONFIG, iris_overrides(tmp_path / "weak", export={"root": str(weak_root)},
+                                                    trainer={"steps": 1}, gate={"mode": "always_bless"}), "weak")
+    assert weak["published_model"] and weak["test_metrics"]["accuracy"] < 0.9
+    change = {"accuracy": {"direction": "higher", "absolute": 0.05}}
+    strong_run = iris_run["summary"]["run_uri"]
+    strong_eval = EvaluateResult.model_validate_json((stage_dir(strong_run, "eval") / "result.json").read_text())
+    against_weak = load_config(IRIS_CONFIG, iris_overrides(tmp_path, export={"root": str(weak_root)},
+                                                           gate={"change": change}))
+    result = gate(against_weak, str(tmp_path / "strong-vs-weak"), strong_eval, _prepared(iris_run))
+    assert result.blessed and result.champion_version == Path(weak["published_model"]).name, result.reason
+
+    weak_eval = EvaluateResult.model_validate_json((stage_dir(weak["run_uri"], "eval") / "result.json").read_text())
+    weak_prepared = PrepareResult.model_validate_json((Path(weak["run_uri"]) / "data" / "result.json").read_text())
+    against_strong = load_config(IRIS_CONFIG, iris_overrides(iris_run["root"], gate={"change": change}))
+    result = gate(against_strong, str(tmp_path / "weak-vs-strong"), weak_eval, weak_prepared)
+    assert not result.blessed and "vs champion" in result.reason and "FAILED" in result.reason
