@@ -17,15 +17,37 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-from pathlib import Path
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
-KEST_HOME = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = os.environ.get("KEST_CONFIG", str(KEST_HOME / "configs" / "iris.yaml"))
+from kest_tasks.assets import default_config_path, model_asset_uri
+
+DEFAULT_CONFIG = default_config_path()
 # GPU workers: point the train task at their Celery queue and a pool that caps concurrent trainings.
 TRAIN_QUEUE = os.environ.get("KEST_TRAIN_QUEUE", "default")
 TRAIN_POOL = os.environ.get("KEST_TRAIN_POOL", "default_pool")
+TRAIN_TIMEOUT = dt.timedelta(minutes=float(os.environ.get("KEST_TRAIN_TIMEOUT_MINUTES", "360")))
+# None: runs only when triggered; a cron expression (e.g. "0 3 * * *") or preset ("@daily") schedules them.
+SCHEDULE = os.environ.get("KEST_SCHEDULE") or None
+# Published models of the default config's model name; downstream DAGs can be scheduled on it.
+MODEL_ASSET = Asset(model_asset_uri(DEFAULT_CONFIG))
+
+
+def log_failure(context: dict) -> None:
+    """One line per failed task: the stage, the reason, and the run folder to look in."""
+    import logging
+
+    ti = context.get("ti") or context.get("task_instance")
+    reason = str(context.get("exception") or "unknown reason").splitlines()[0][:500]
+    run_folder = "unknown (configure did not finish)"
+    try:
+        configured = ti.xcom_pull(task_ids="configure") if ti else None
+        if configured:
+            run_folder = configured["run_uri"]
+    except Exception:  # noqa: BLE001 - a callback must never raise
+        pass
+    logging.getLogger("kest").error("kest: stage %s failed: %s; run folder %s",
+                                    getattr(ti, "task_id", "?"), reason, run_folder)
 
 
 @contextlib.contextmanager
@@ -62,13 +84,17 @@ def call_stage(stage: str, run: dict | None, **upstream: dict | None) -> dict:
 
 @dag(
     dag_id="kest_pipeline",
-    schedule=None,
+    schedule=SCHEDULE,
     start_date=dt.datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=4,
     doc_md=__doc__,
     tags=["kest", "ml"],
-    default_args={"owner": "kest", "retries": 2, "retry_delay": dt.timedelta(seconds=5)},
+    default_args={
+        "owner": "kest", "retries": 2, "retry_delay": dt.timedelta(seconds=10), "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=10), "execution_timeout": dt.timedelta(hours=1),
+        "on_failure_callback": log_failure,
+    },
     params={
         "config_path": Param(DEFAULT_CONFIG, type="string", title="Config file",
                              description="Pipeline config (YAML or JSON) on the workers' file system."),
@@ -95,7 +121,7 @@ def kest_pipeline():
         """Build and compile the configured Keras model; save it as HDF5."""
         return call_stage("build", run, prepared=prepared)
 
-    @task(queue=TRAIN_QUEUE, pool=TRAIN_POOL)
+    @task(queue=TRAIN_QUEUE, pool=TRAIN_POOL, execution_timeout=TRAIN_TIMEOUT)
     def train(run: dict, prepared: dict, built: dict) -> dict:
         """model_to_estimator + train_and_evaluate; a retry resumes from the last checkpoint."""
         return call_stage("train", run, prepared=prepared, built=built)
@@ -130,10 +156,14 @@ def kest_pipeline():
         table, where the model went. Runs for unblessed models too."""
         return call_stage("report", run)
 
-    @task
-    def publish(run: dict, exported: dict, blessing: dict, evaluated: dict) -> dict:
-        """Copy the SavedModel to the export root (saved_model.pb last) and make it the champion."""
-        return call_stage("publish", run, exported=exported, blessing=blessing, evaluated=evaluated)
+    @task(outlets=[MODEL_ASSET])
+    def publish(run: dict, exported: dict, blessing: dict, evaluated: dict, outlet_events=None) -> dict:
+        """Copy the SavedModel and its report to the export root (saved_model.pb last), make it champion if it
+        still beats the champion, and emit the model's Asset event (`kest://<model_name>`) for downstream DAGs."""
+        published = call_stage("publish", run, exported=exported, blessing=blessing, evaluated=evaluated)
+        if outlet_events is not None:
+            outlet_events[MODEL_ASSET].extra = {key: published[key] for key in ("model_uri", "version", "champion")}
+        return published
 
     @task(trigger_rule="none_failed")
     def summarize(run: dict) -> dict:

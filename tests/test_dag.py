@@ -1,6 +1,7 @@
 """The DAG itself: it parses without TensorFlow, and real `dag.test()` runs take Iris to a published model."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -35,6 +36,41 @@ def test_dag_has_every_stage_in_order(dag):
     assert dag.get_task("train").retries == 2
     for task_id in STAGES:
         assert dag.get_task(task_id).doc_md, f"{task_id} has no doc"
+
+
+def test_production_settings(dag):
+    from airflow.sdk import Asset
+
+    assert dag.schedule is None
+    assert dag.owner == "kest" and {"kest", "ml"} <= set(dag.tags)
+    for task_id in STAGES:
+        task = dag.get_task(task_id)
+        assert task.retry_exponential_backoff and task.max_retry_delay == dt.timedelta(minutes=10)
+        assert task.on_failure_callback, task_id
+        expected = dt.timedelta(hours=6) if task_id == "train" else dt.timedelta(hours=1)
+        assert task.execution_timeout == expected, task_id
+    assert dag.get_task("publish").outlets == [Asset("kest://iris")]
+
+
+def test_schedule_from_the_environment(airflow_db):
+    probe = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAG_FILE.parent)!r})\n"
+        "assert not bag.import_errors, bag.import_errors\n"
+        "print(bag.get_dag('kest_pipeline').schedule, sorted(bag.dag_ids))\n"
+    )
+    env = {**os.environ, "KEST_SCHEDULE": "0 3 * * *"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip().splitlines()[-1] == "0 3 * * * ['kest_model_consumer', 'kest_pipeline']"
+
+
+def test_the_example_consumer_is_scheduled_on_the_model_asset(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAG_FILE.parent / "kest_model_consumer.py"))
+    assert bag.import_errors == {}
+    consumer = bag.get_dag("kest_model_consumer")
+    assert "kest://iris" in str(consumer.timetable.asset_condition)
 
 
 def test_dag_file_imports_no_tensorflow():
@@ -72,6 +108,13 @@ def test_dag_run_publishes_a_model_that_classifies_iris(dag, tmp_path):
     published = Path(summary["published_model"])
     assert published.parent == tmp_path / "models" / "iris"
     assert json.loads((published.parent / "champion.json").read_text())["model_uri"] == str(published)
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:  # the publish task announced the model on its Asset
+        events = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                  .filter(AssetModel.uri.like("kest://iris%")).all())
+        assert any(event.extra.get("model_uri") == str(published) and event.extra.get("champion") for event in events)
 
     # The published SavedModel on its own: raw named features in, class ids out, over the whole test split.
     tf = import_tensorflow()
@@ -113,13 +156,16 @@ def test_impossible_threshold_skips_export_and_publish(dag, tmp_path):
     assert not (tmp_path / "models").exists()
 
 
-def test_bad_config_fails_the_first_task_without_retries(dag, tmp_path, capfd):
+def test_bad_config_fails_the_first_task_without_retries(dag, tmp_path, capfd, caplog):
     run = dag.test(run_conf={"overrides": {**iris_overrides(tmp_path), "trainer": {"stepz": 1}}})
     states = _states(run)
     assert run.state == "failed"
     assert states["configure"] == "failed"
     output = "".join(capfd.readouterr())
     assert "AirflowFailException: invalid config " in output and "trainer.stepz: unknown key" in output
+    # the failure callback's one line
+    assert "kest: stage configure failed: invalid config" in output + caplog.text
+    assert "run folder unknown (configure did not finish)" in output + caplog.text
     assert not (tmp_path / "artifacts").exists()
 
 

@@ -1,0 +1,24 @@
+"""What DAG files need at parse time, without TensorFlow or Airflow: the default config's path and the name of the
+Airflow Asset a model's published versions are announced on (`kest://<model_name>`)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+KEST_HOME = Path(__file__).resolve().parent.parent
+
+
+def default_config_path() -> str:
+    return os.environ.get("KEST_CONFIG", str(KEST_HOME / "configs" / "iris.yaml"))
+
+
+def model_asset_uri(config_path: str) -> str:
+    """`kest://<model_name>` of a config file, read without validating it (the configure task does that)."""
+    try:
+        with open(config_path) as handle:
+            name = (yaml.safe_load(handle) or {}).get("model_name")
+    except (OSError, yaml.YAMLError):
+        name = None
+    return f"kest://{name or 'model'}"
