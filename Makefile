@@ -9,7 +9,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: run test bench lint airflow-home clean
+.PHONY: run test bench lint airflow-home browser clean
 
 # The venv is (re)installed when a requirements or constraints file changes; a second run reuses it.
 $(VENV)/.runtime: requirements.txt constraints.txt pyproject.toml
@@ -38,7 +38,13 @@ run: $(AIRFLOW_HOME)/.migrated
 	@echo "================ kest: default pipeline finished ================"
 	@$(BIN)/python -m kest_tasks summary
 
-test: $(VENV)/.dev
+# Headless Chromium renders report.html in a test: Debian's package, installed once (as root, or with sudo).
+browser:
+	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+
+test: $(VENV)/.dev browser
 	$(BIN)/python -m pytest -ra
 
 bench: $(VENV)/.dev

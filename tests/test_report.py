@@ -2,6 +2,8 @@
 table and the model's destination; published beside the model."""
 import base64
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -56,6 +58,22 @@ def test_classification_report_is_published_beside_the_model(iris_run):
     assert "http://" not in text and "https://" not in text  # nothing fetched from elsewhere
     published = Path(summary["published_model"]) / "report.html"
     assert published.read_text() == text
+
+
+def test_the_report_renders_in_headless_chromium(iris_run, tmp_path):
+    import matplotlib.image
+
+    chromium = shutil.which("chromium")
+    assert chromium, "headless Chromium is needed: `make test` installs Debian's chromium package"
+    screenshot = tmp_path / "report.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={screenshot}",
+                    "--window-size=1200,2400", Path(iris_run["summary"]["report"]).as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = matplotlib.image.imread(screenshot)
+    assert pixels.shape[:2] == (2400, 1200)
+    inked = (pixels[..., :3] < 0.9).any(axis=-1)
+    assert inked.mean() > 0.02, "the page rendered blank"
+    assert inked[1200:].mean() > 0.01, "nothing below the tables: the embedded plots did not render"
 
 
 def test_training_curves_come_from_the_event_files(iris_run):
