@@ -21,6 +21,7 @@ import os
 from airflow.sdk import Asset, Param, dag, task
 
 from kest_tasks.assets import default_config_path, model_asset_uri
+from kest_tasks.params import overrides_from_form, stored_form_fields
 
 DEFAULT_CONFIG = default_config_path()
 # GPU workers: point the train task at their Celery queue and a pool that caps concurrent trainings.
@@ -96,20 +97,25 @@ def call_stage(stage: str, run: dict | None, **upstream: dict | None) -> dict:
         "on_failure_callback": log_failure,
     },
     params={
-        "config_path": Param(DEFAULT_CONFIG, type="string", title="Config file",
+        "config_path": Param(DEFAULT_CONFIG, type="string", title="Config file", section="Run",
                              description="Pipeline config (YAML or JSON) on the workers' file system."),
-        "overrides": Param({}, type="object", title="Config overrides",
-                           description='Nested values that replace the file\'s, e.g. {"trainer": {"steps": 1000}}.'),
+        "overrides": Param({}, type="object", title="Config overrides", section="Run",
+                           description='Nested values that replace the file\'s, e.g. {"trainer": {"steps": 1000}}; '
+                                       "the typed fields below are applied on top."),
+        **{name: Param(**{key: value for key, value in field.items() if key != "path"})
+           for name, field in stored_form_fields().items()},
     },
 )
 def kest_pipeline():
     @task
     def configure(params=None, run_id=None) -> dict:
         """Validate the config file plus overrides and freeze it in the run folder."""
+        from kest_tasks.config import deep_merge
         from kest_tasks.pipeline import configure
 
+        overrides = deep_merge(params["overrides"] or {}, overrides_from_form(dict(params)))
         with bad_input_fails_without_retry():
-            return configure(params["config_path"], params["overrides"], run_id).model_dump(mode="json")
+            return configure(params["config_path"], overrides, run_id).model_dump(mode="json")
 
     @task
     def prepare(run: dict) -> dict:

@@ -68,3 +68,13 @@ def test_cli_overrides_parse_as_yaml():
     }
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_override("trainer.steps")
+
+
+def test_the_stored_trigger_form_matches_the_config_schema():
+    """The DAG reads its form from kest_tasks/form_fields.json; after changing the config model, regenerate it with
+    `python -m kest_tasks.params > kest_tasks/form_fields.json`."""
+    from kest_tasks.params import form_fields, overrides_from_form, stored_form_fields
+
+    assert stored_form_fields() == form_fields()
+    assert overrides_from_form({"trainer__steps": 7, "model_name": "m", "gate__mode": None, "unknown": 1}) == {
+        "trainer": {"steps": 7}, "model_name": "m"}

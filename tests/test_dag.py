@@ -52,6 +52,25 @@ def test_production_settings(dag):
     assert dag.get_task("publish").outlets == [Asset("kest://iris")]
 
 
+def test_trigger_form_fields_come_from_the_config_schema(dag):
+    steps = dag.params.get_param("trainer__steps")
+    assert steps.value is None and steps.schema["type"] == ["null", "integer"] and steps.schema["minimum"] == 1
+    assert steps.schema["section"] == "Trainer" and "Total training steps" in steps.description
+    kind = dag.params.get_param("trainer__kind")
+    assert kind.schema["enum"] == [None, "keras", "premade", "model_fn", "native"]
+    assert dag.params.get_param("model__learning_rate").schema["exclusiveMinimum"] == 0
+    assert {"config_path", "overrides", "model_name", "dataset__path", "export__root", "gate__mode"} <= set(dag.params)
+
+
+@pytest.mark.parametrize("conf", [{"trainer__steps": 0}, {"trainer__kind": "xgboost"}, {"trainer__steps": "many"}])
+def test_an_invalid_form_value_is_refused_before_any_task(dag, tmp_path, conf):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=next(iter(conf))):
+        dag.test(run_conf={"overrides": iris_overrides(tmp_path), **conf})
+    assert not (tmp_path / "artifacts").exists()
+
+
 def test_schedule_from_the_environment(airflow_db):
     probe = (
         "from airflow.dag_processing.dagbag import DagBag\n"
@@ -142,12 +161,14 @@ def test_dag_run_publishes_a_model_that_classifies_iris(dag, tmp_path):
 @pytest.mark.slow
 def test_impossible_threshold_skips_export_and_publish(dag, tmp_path):
     overrides = iris_overrides(tmp_path, gate={"thresholds": {"accuracy": {"lower": 1.01}}})
-    overrides["trainer"] = {"steps": 50}
-    run = dag.test(run_conf={"overrides": overrides})
+    # A typed form field on top of the overrides object, as the UI's trigger form sends it.
+    run = dag.test(run_conf={"overrides": overrides, "trainer__steps": 50, "trainer__kind": "native"})
     states = _states(run)
     assert run.state == "success", states
     assert states["export"] == "skipped" and states["publish"] == "skipped"
     assert states["summarize"] == "success" and states["gate"] == "success" and states["report"] == "success"
+    frozen = json.loads((_run_folder(tmp_path / "artifacts") / "config.json").read_text())
+    assert frozen["trainer"]["steps"] == 50 and frozen["trainer"]["kind"] == "native"
     summary = json.loads((_run_folder(tmp_path / "artifacts") / "summary.json").read_text())
     assert summary["blessed"] is False and summary["published_model"] is None
     report = Path(summary["report"]).read_text()
