@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench.common import entry
-from bench.p1_prepare import write_csv
+from bench.runs import mlp_run
 
 ROWS = int(os.environ.get("KEST_BENCH_P2_ROWS", "200000"))
 STEPS = int(os.environ.get("KEST_BENCH_P2_STEPS", "1500"))
@@ -59,7 +59,7 @@ def _fit_window_rate(model, dataset) -> float:
 
 def measure() -> dict[str, dict]:
     from kest_tasks.build import BuildResult
-    from kest_tasks.pipeline import configure, run_stage
+    from kest_tasks.pipeline import run_stage
     from kest_tasks.prepare import PrepareResult
     from kest_tasks.schema import Schema
     from kest_tasks.tfdata import read_examples
@@ -68,16 +68,9 @@ def measure() -> dict[str, dict]:
     tf = import_tensorflow()
     with tempfile.TemporaryDirectory(prefix="kest-bench-p2-") as work:
         work_path = Path(work)
-        write_csv(work_path / "data.csv", ROWS)
-        overrides = {
-            "artifact_root": str(work_path / "artifacts"),
-            "dataset": {"path": str(work_path / "data.csv"), "label": "label", "compression": "NONE"},
-            "model": {"builder": "tabular", "params": {"hidden_units": [256, 256], "dropout": 0.0}},
-            "trainer": {"steps": STEPS, "batch_size": BATCH, "checkpoint_steps": STEPS, "log_steps": LOG_STEPS,
-                        "shuffle_buffer": 10_000},
-        }
-        config_file = Path(__file__).resolve().parent.parent / "configs" / "iris.yaml"
-        run_uri = configure(config_file, overrides, "p2").run_uri
+        trainer = {"steps": STEPS, "batch_size": BATCH, "checkpoint_steps": STEPS, "log_steps": LOG_STEPS,
+                   "shuffle_buffer": 10_000}
+        run_uri = mlp_run(work_path, ROWS, "p2", trainer)
         prepared = PrepareResult.model_validate(run_stage("prepare", run_uri))
         built = BuildResult.model_validate(run_stage("build", run_uri))
         schema = Schema.load(prepared.schema_uri)
@@ -97,8 +90,7 @@ def measure() -> dict[str, dict]:
         estimator_rate = _estimator_window_rate(Path(trained["model_dir"])) * BATCH
         estimator_stage_seconds = trained["seconds"]
 
-        native_overrides = {**overrides, "trainer": {**overrides["trainer"], "kind": "native"}}
-        native_uri = configure(config_file, native_overrides, "p2-native").run_uri
+        native_uri = mlp_run(work_path, ROWS, "p2-native", {**trainer, "kind": "native"})
         run_stage("prepare", native_uri)
         run_stage("build", native_uri)
         native_stage_seconds = run_stage("train", native_uri)["seconds"]

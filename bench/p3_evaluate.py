@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.common import entry
-from bench.p1_prepare import write_csv
+from bench.runs import mlp_run
 
 ROWS = int(os.environ.get("KEST_BENCH_P3_ROWS", "100000"))
 REPEATS = 3
@@ -23,22 +23,13 @@ REPEATS = 3
 def measure() -> dict[str, dict]:
     from kest_tasks.build import BuildResult
     from kest_tasks.native import restored_model
-    from kest_tasks.pipeline import configure, run_stage
+    from kest_tasks.pipeline import run_stage
     from kest_tasks.prepare import PrepareResult
     from kest_tasks.schema import Schema
     from kest_tasks.tfdata import read_examples
 
     with tempfile.TemporaryDirectory(prefix="kest-bench-p3-") as work:
-        work_path = Path(work)
-        write_csv(work_path / "data.csv", ROWS)
-        overrides = {
-            "artifact_root": str(work_path / "artifacts"),
-            "dataset": {"path": str(work_path / "data.csv"), "label": "label", "compression": "NONE"},
-            "model": {"builder": "tabular", "params": {"hidden_units": [256, 256], "dropout": 0.0}},
-            "trainer": {"steps": 100, "batch_size": 512, "checkpoint_steps": 100},
-        }
-        config_file = Path(__file__).resolve().parent.parent / "configs" / "iris.yaml"
-        run_uri = configure(config_file, overrides, "p3").run_uri
+        run_uri = mlp_run(Path(work), ROWS, "p3", {"steps": 100, "batch_size": 512, "checkpoint_steps": 100})
         prepared = PrepareResult.model_validate(run_stage("prepare", run_uri))
         built = BuildResult.model_validate(run_stage("build", run_uri))
         trained = run_stage("train", run_uri)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import yaml
 
-KEST_HOME = Path(__file__).resolve().parent.parent
+BUNDLED_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "iris.yaml"
 
 
 def default_config_path() -> str:
-    return os.environ.get("KEST_CONFIG", str(KEST_HOME / "configs" / "iris.yaml"))
+    """The DAG's default config: KEST_CONFIG, else the bundled Iris config."""
+    return os.environ.get("KEST_CONFIG", str(BUNDLED_CONFIG))
 
 
 def model_asset_uri(config_path: str) -> str:

@@ -27,7 +27,7 @@ from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.serving_check import to_plain_list
 from kest_tasks.stage import StageResult, run_once, stage_function
-from kest_tasks.tfdata import feature_dtypes, parse_spec, to_model_inputs, vocabulary_tables
+from kest_tasks.tfdata import feature_dtypes, parse_spec, record_dataset, to_model_inputs, vocabulary_tables
 from kest_tasks.tfenv import import_tensorflow
 from kest_tasks.train import TrainResult
 
@@ -123,8 +123,7 @@ def _rename_alternative_signature(saved_model_dir: Path) -> None:
 def _test_examples(prepared: PrepareResult, schema: Schema, count: int) -> tuple[list[bytes], dict[str, list]]:
     """The first `count` test examples, serialized as stored, and parsed as the serving signature takes them."""
     tf = import_tensorflow()
-    compression = "GZIP" if prepared.compression == "GZIP" else ""
-    records = next(iter(tf.data.TFRecordDataset(prepared.files["test"], compression_type=compression).batch(count)))
+    records = next(iter(record_dataset(prepared.files["test"], prepared.compression).batch(count)))
     parsed = tf.io.parse_example(records, parse_spec(schema, with_label=False))
     return list(records.numpy()), {name: to_plain_list(values.numpy()) for name, values in parsed.items()}
 

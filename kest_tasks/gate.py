@@ -40,22 +40,20 @@ class Check(BaseModel):
     relative: float | None = None
     passed: bool
 
+    def needs(self, at_least: str = ">=", at_most: str = "<=") -> str:
+        """What the check requires, e.g. `>= 0.9` or `higher by >= 0.01 and higher by >= 0.05 relative`."""
+        if self.kind == "change":
+            parts = [f"{self.direction} by {at_least} {self.absolute:g}" if self.absolute is not None else "",
+                     f"{self.direction} by {at_least} {self.relative:g} relative" if self.relative is not None else ""]
+        else:
+            parts = [f"{at_least} {self.lower:g}" if self.lower is not None else "",
+                     f"{at_most} {self.upper:g}" if self.upper is not None else ""]
+        return " and ".join(part for part in parts if part)
+
     def describe(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
-        if self.kind == "change":
-            needs = []
-            if self.absolute is not None:
-                needs.append(f"{self.direction} by >= {self.absolute:g}")
-            if self.relative is not None:
-                needs.append(f"{self.direction} by >= {self.relative:g} relative")
-            return (f"{self.metric} = {self.value:.4f} vs champion {self.champion:.4f} (needs "
-                    f"{' and '.join(needs)}): {verdict}")
-        bounds = []
-        if self.lower is not None:
-            bounds.append(f">= {self.lower:g}")
-        if self.upper is not None:
-            bounds.append(f"<= {self.upper:g}")
-        return f"{self.metric} = {self.value:.4f} (needs {' and '.join(bounds)}): {verdict}"
+        versus = f" vs champion {self.champion:.4f}" if self.kind == "change" else ""
+        return f"{self.metric} = {self.value:.4f}{versus} (needs {self.needs()}): {verdict}"
 
 
 class GateResult(StageResult):

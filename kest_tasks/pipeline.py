@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from kest_tasks.assets import BUNDLED_CONFIG
 from kest_tasks.config import ConfigError, PipelineConfig, config_to_json, load_config
 from kest_tasks.metrics import headline
 from kest_tasks.stage import RESULT_FILE, StageResult, load_run_config, run_uri_for
@@ -20,7 +21,7 @@ from kest_tasks.storage import (
 
 log = logging.getLogger("kest")
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "iris.yaml"
+DEFAULT_CONFIG = BUNDLED_CONFIG
 
 
 class ConfigureResult(StageResult):
@@ -121,8 +122,10 @@ def run_pipeline(config_path: str | Path, overrides: dict[str, Any] | None, run_
     """Run every stage in this process, as the DAG does task by task. Returns the run summary."""
     run_uri = configure(config_path, overrides, run_id).run_uri
     for stage in STAGES:
-        if stage in ("export", "publish") and not stage_result(run_uri, "gate")["blessed"]:
-            log.info("%s skipped: %s", stage, stage_result(run_uri, "gate")["reason"])
-            continue
+        if stage in ("export", "publish"):
+            blessing = stage_result(run_uri, "gate")
+            if not blessing["blessed"]:
+                log.info("%s skipped: %s", stage, blessing["reason"])
+                continue
         run_stage(stage, run_uri)
     return summarize(run_uri)

@@ -15,6 +15,7 @@ import numpy as np
 from kest_tasks.champion import store_for
 from kest_tasks.config import PipelineConfig
 from kest_tasks.evaluate import PREDICTIONS_FILE
+from kest_tasks.gate import Check
 from kest_tasks.metrics import headline
 from kest_tasks.stage import RESULT_FILE, StageResult, run_once, stage_dir, stage_function
 from kest_tasks.storage import local_path, read_json
@@ -134,19 +135,9 @@ def _cell(value) -> str:
 
 def _gate_rows(checks: list[dict]) -> list[list]:
     rows = []
-    for check in checks:
-        if check["kind"] == "change":
-            bound = " and ".join(part for part in (
-                f"{check['direction']} by ≥ {check['absolute']:g}" if check["absolute"] is not None else "",
-                f"{check['direction']} by ≥ {check['relative']:g} relative" if check["relative"] is not None else "",
-            ) if part)
-        else:
-            bound = " and ".join(part for part in (
-                f"≥ {check['lower']:g}" if check["lower"] is not None else "",
-                f"≤ {check['upper']:g}" if check["upper"] is not None else "",
-            ) if part)
-        rows.append([check["metric"], check["kind"], check["value"], check.get("champion"), bound,
-                     "pass" if check["passed"] else "FAIL"])
+    for check in map(Check.model_validate, checks):
+        rows.append([check.metric, check.kind, check.value, check.champion, check.needs("≥", "≤"),
+                     "pass" if check.passed else "FAIL"])
     return rows
 
 

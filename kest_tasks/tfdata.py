@@ -141,6 +141,16 @@ def label_encoder(schema: Schema):
     return encode
 
 
+def record_dataset(files: list[str], compression: str):
+    """The serialized tf.Examples of TFRecord shards, in a deterministic order."""
+    tf = import_tensorflow()
+    # num_parallel_reads=1 still builds a parallel interleave, which here reads 13x slower than a plain reader.
+    return tf.data.TFRecordDataset(
+        files, compression_type="GZIP" if compression == "GZIP" else "",
+        num_parallel_reads=min(len(files), 4) if len(files) > 1 else None,
+    )
+
+
 def read_examples(
     files: list[str],
     schema: Schema,
@@ -160,11 +170,7 @@ def read_examples(
     tf = import_tensorflow()
     spec = parse_spec(schema)
     label = schema.label.name
-    # num_parallel_reads=1 still builds a parallel interleave, which here reads 13x slower than a plain reader.
-    dataset = tf.data.TFRecordDataset(
-        files, compression_type="GZIP" if compression == "GZIP" else "",
-        num_parallel_reads=min(len(files), 4) if len(files) > 1 else None,
-    )
+    dataset = record_dataset(files, compression)
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
