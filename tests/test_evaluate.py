@@ -62,3 +62,21 @@ def test_slices_by_a_string_feature(tmp_path):
     written = json.loads(Path(summary["run_uri"], "eval", "metrics.json").read_text())
     assert set(written["slices"]) == {"region=east", "region=west"}  # income has too many values to slice by
     assert sum(s["examples"] for s in written["slices"].values()) == written["examples"]
+
+
+def test_slicing_by_an_unknown_feature_is_a_config_error(iris_run):
+    from kest_tasks.build import BuildResult
+    from kest_tasks.config import ConfigError
+    from kest_tasks.evaluate import evaluate
+    from kest_tasks.prepare import PrepareResult
+    from kest_tasks.train import TrainResult
+
+    run = Path(iris_run["summary"]["run_uri"])
+    config = iris_run["config"].model_copy(deep=True)
+    config.evaluate.slice_by = ["colour"]
+    upstream = {name: kind.model_validate_json((run / folder / "result.json").read_text())
+                for name, kind, folder in (("prepared", PrepareResult, "data"), ("built", BuildResult, "model"),
+                                           ("trained", TrainResult, "train"))}
+    with pytest.raises(ConfigError, match=r"^evaluate.slice_by: no feature 'colour' \(features: sepal_length, "
+                                          r"sepal_width, petal_length, petal_width\)$"):
+        evaluate(config, str(run), **upstream)
