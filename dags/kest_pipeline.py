@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 
 from airflow.sdk import Asset, Param, dag, task
+from kest_plugin import PUBLISH_LINKS, TRAIN_LINKS
 
 from kest_tasks.assets import default_config_path, model_asset_uri
-from kest_tasks.params import overrides_from_form, stored_form_fields
+from kest_tasks.params import config_arguments, stored_form_fields
+from kest_tasks.workers import TrainWorkers
 
 DEFAULT_CONFIG = default_config_path()
-# GPU workers: point the train task at their Celery queue and a pool that caps concurrent trainings.
-TRAIN_QUEUE = os.environ.get("KEST_TRAIN_QUEUE", "default")
-TRAIN_POOL = os.environ.get("KEST_TRAIN_POOL", "default_pool")
-TRAIN_TIMEOUT = dt.timedelta(minutes=float(os.environ.get("KEST_TRAIN_TIMEOUT_MINUTES", "360")))
+# Where the train task runs (KEST_TRAIN_*): a Celery queue and pool for GPU workers, its timeout, and under
+# KubernetesExecutor a pod_override asking for nvidia.com/gpu (see the README's "GPU workers").
+TRAIN_WORKERS = TrainWorkers.from_env()
 # None: runs only when triggered; a cron expression (e.g. "0 3 * * *") or preset ("@daily") schedules them.
 SCHEDULE = os.environ.get("KEST_SCHEDULE") or None
 # Published models of the default config's model name; downstream DAGs can be scheduled on it.
@@ -36,8 +38,6 @@ MODEL_ASSET = Asset(model_asset_uri(DEFAULT_CONFIG))
 
 def log_failure(context: dict) -> None:
     """One line per failed task: the stage, the reason, and the run folder to look in."""
-    import logging
-
     ti = context.get("ti") or context.get("task_instance")
     reason = str(context.get("exception") or "unknown reason").splitlines()[0][:500]
     run_folder = "unknown (configure did not finish)"
@@ -108,14 +108,15 @@ def call_stage(stage: str, run: dict | None, **upstream: dict | None) -> dict:
 )
 def kest_pipeline():
     @task
-    def configure(params=None, run_id=None) -> dict:
-        """Validate the config file plus overrides and freeze it in the run folder."""
-        from kest_tasks.config import deep_merge
+    def configure(run_folder: str, export_root: str, params=None, run_id=None) -> dict:
+        """Validate the config file plus overrides and freeze it in the run folder (both folders come from the
+        kest plugin's macros, so they show under Rendered Templates)."""
         from kest_tasks.pipeline import configure
 
-        overrides = deep_merge(params["overrides"] or {}, overrides_from_form(dict(params)))
         with bad_input_fails_without_retry():
-            return configure(params["config_path"], overrides, run_id).model_dump(mode="json")
+            configured = configure(*config_arguments(params), run_id, run_uri=run_folder)
+        logging.getLogger("kest").info("configure: blessed models go to %s", export_root)
+        return configured.model_dump(mode="json")
 
     @task
     def prepare(run: dict) -> dict:
@@ -127,7 +128,8 @@ def kest_pipeline():
         """Build and compile the configured Keras model; save it as HDF5."""
         return call_stage("build", run, prepared=prepared)
 
-    @task(queue=TRAIN_QUEUE, pool=TRAIN_POOL, execution_timeout=TRAIN_TIMEOUT)
+    @task(queue=TRAIN_WORKERS.queue, pool=TRAIN_WORKERS.pool, execution_timeout=TRAIN_WORKERS.timeout,
+          executor_config=TRAIN_WORKERS.executor_config())
     def train(run: dict, prepared: dict, built: dict) -> dict:
         """model_to_estimator + train_and_evaluate; a retry resumes from the last checkpoint."""
         return call_stage("train", run, prepared=prepared, built=built)
@@ -146,8 +148,6 @@ def kest_pipeline():
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def blessed(blessing: dict) -> bool:
         """Let export and publish run only for a blessed model; otherwise skip them, saying why."""
-        import logging
-
         logging.getLogger("kest").info("%s", blessing["reason"])
         return blessing["blessed"]
 
@@ -178,15 +178,19 @@ def kest_pipeline():
 
         return summarize(run["run_uri"])
 
-    run = configure()
+    # Templated with the plugin's macros: rendered by the worker from this run's params.
+    run = configure(run_folder="{{ macros.kest.run_folder(params, run_id) }}",
+                    export_root="{{ macros.kest.export_root(params) }}")
     prepared = prepare(run)
     built = build(run, prepared)
     trained = train(run, prepared, built)
+    trained.operator.operator_extra_links = TRAIN_LINKS
     evaluated = evaluate(run, prepared, built, trained)
     blessing = gate(run, evaluated, prepared)
     exported = export(run, prepared, built, trained)
     reported = report(run)
     published = publish(run, exported, blessing, evaluated)
+    published.operator.operator_extra_links = PUBLISH_LINKS
     blessed(blessing) >> exported
     [blessing, exported] >> reported >> published
     published >> summarize(run)

@@ -20,14 +20,10 @@ from pydantic import (
     model_validator,
 )
 
-from kest_tasks.errors import KestError
+from kest_tasks.errors import ConfigError
 
 SAFE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _SAFE_NAME = re.compile(SAFE_NAME_PATTERN)
-
-
-class ConfigError(KestError, ValueError):
-    """A configuration that cannot be used; the message names the offending key."""
 
 
 def check_safe_name(value: str, what: str) -> str:

@@ -3,3 +3,7 @@
 
 class KestError(Exception):
     """A user-facing failure: the CLI prints its message alone, and Airflow fails the task with it."""
+
+
+class ConfigError(KestError, ValueError):
+    """A configuration that cannot be used; the message names the offending key."""

@@ -75,6 +75,28 @@ def overrides_from_form(values: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
+def config_arguments(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The config file and the overrides a run's params ask for: the `overrides` object, then the form fields."""
+    from kest_tasks.config import deep_merge
+
+    return params["config_path"], deep_merge(params.get("overrides") or {}, overrides_from_form(dict(params)))
+
+
+def run_folder(params: dict[str, Any], run_id: str) -> str:
+    """Where a run with these params keeps its artifacts: `<artifact_root>/runs/<run_id>`."""
+    from kest_tasks.config import load_config
+    from kest_tasks.stage import run_uri_for
+
+    return run_uri_for(load_config(*config_arguments(params)), run_id)
+
+
+def export_root(params: dict[str, Any]) -> str:
+    """Where a run with these params publishes its blessed models (`export.root`: a folder or gs://)."""
+    from kest_tasks.config import load_config
+
+    return str(load_config(*config_arguments(params)).export.root)
+
+
 if __name__ == "__main__":
     json.dump(form_fields(), sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")

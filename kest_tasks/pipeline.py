@@ -30,13 +30,15 @@ class ConfigureResult(StageResult):
     model_name: str
 
 
-def configure(config_path: str | Path, overrides: dict[str, Any] | None, run_id: str) -> ConfigureResult:
+def configure(config_path: str | Path, overrides: dict[str, Any] | None, run_id: str,
+              run_uri: str | None = None) -> ConfigureResult:
     """Validate the config (file + overrides) and freeze it as `<run_uri>/config.json` for the later stages.
+    `run_uri` defaults to `<artifact_root>/runs/<run_id>` (the DAG passes the same, from the plugin's macro).
 
     A retry keeps the frozen config, so every stage of a run sees the same one even if the file changed since.
     """
     config = load_config(config_path, overrides)
-    run_uri = run_uri_for(config, run_id)
+    run_uri = run_uri or run_uri_for(config, run_id)
     config_file = local_path(run_uri) / "config.json"
     if config_file.exists():
         log.info("configure: run folder %s already has its config; keeping it", run_uri)

@@ -27,6 +27,8 @@ def test_compose_has_every_service_and_mount():
         assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert environment["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
         assert environment["STORAGE_EMULATOR_HOST"] == "http://fake-gcs:4443"
+        assert environment["AIRFLOW__CORE__PLUGINS_FOLDER"] == "/opt/kest/plugins"
+        assert environment["KEST_TENSORBOARD_URL"].startswith("${KEST_TENSORBOARD_URL:-http://")
         assert {"postgres", "redis", "airflow-init"} <= set(service["depends_on"])
     assert set(compose["volumes"]) == {"postgres-db", "artifacts", "gcs-data"}
 

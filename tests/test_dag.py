@@ -103,6 +103,20 @@ def test_dag_file_imports_no_tensorflow():
     assert out.strip() == "[]"
 
 
+def _links(run_id: str) -> dict[str, dict[str, str]]:
+    """The extra-link URLs stored for each task of a run (what the UI's link buttons open)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(XComModel.run_id == run_id, XComModel.key.like("_link_%")).all()
+        links: dict[str, dict[str, str]] = {}
+        for row in rows:
+            value = XComModel.deserialize_value(row)
+            links.setdefault(row.task_id, {})[row.key] = value
+    return links
+
+
 def _states(run) -> dict[str, str]:
     return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in run.get_task_instances()}
 
@@ -134,6 +148,11 @@ def test_dag_run_publishes_a_model_that_classifies_iris(dag, tmp_path):
         events = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
                   .filter(AssetModel.uri.like("kest://iris%")).all())
         assert any(event.extra.get("model_uri") == str(published) and event.extra.get("champion") for event in events)
+    # The plugin's macros chose the run folder; its extra links were worked out when the tasks finished.
+    assert _links(run.run_id) == {
+        "train": {"_link_TensorBoardLink": f"http://localhost:6006/?runFilter={folder.name}#timeseries",
+                  "_link_ModelDirLink": (folder / "train").as_uri()},
+        "publish": {"_link_PublishedModelLink": published.as_uri()}}
 
     # The published SavedModel on its own: raw named features in, class ids out, over the whole test split.
     tf = import_tensorflow()
@@ -226,12 +245,30 @@ def test_dag_run_on_a_csv_with_string_features(dag, tmp_path):
     assert answer["outputs"]["serving_default"]["classes"] == ["gentoo", "adelie"]
 
 
-def test_train_task_queue_and_pool_come_from_the_environment(airflow_db):
+def test_train_task_placement_comes_from_the_environment(airflow_db):
+    # Queue and pool for Celery GPU workers; for KubernetesExecutor a GPU pod_override, which must survive the
+    # DAG serialization the scheduler and executor read it from.
     probe = (
         "from airflow.dag_processing.dagbag import DagBag\n"
+        "from airflow.serialization.serialized_objects import DagSerialization\n"
         f"dag = DagBag(dag_folder={str(DAG_FILE)!r}).get_dag('kest_pipeline')\n"
-        "print(dag.get_task('train').queue, dag.get_task('train').pool, dag.get_task('prepare').queue)\n"
+        "stored = DagSerialization.from_dict(DagSerialization.to_dict(dag))\n"
+        "pod = stored.get_task('train').executor_config['pod_override']\n"
+        "print(dag.get_task('train').queue, dag.get_task('train').pool, dag.get_task('prepare').queue,\n"
+        "      pod.spec.containers[0].resources.limits, stored.get_task('prepare').executor_config)\n"
     )
-    env = {**os.environ, "KEST_TRAIN_QUEUE": "gpu", "KEST_TRAIN_POOL": "gpu_pool"}
+    env = {**os.environ, "KEST_TRAIN_QUEUE": "gpu", "KEST_TRAIN_POOL": "gpu_pool", "KEST_TRAIN_GPUS": "1"}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
-    assert out.strip().splitlines()[-1] == "gpu gpu_pool default"
+    assert out.strip().splitlines()[-1] == "gpu gpu_pool default {'nvidia.com/gpu': '1'} {}"
+
+
+def test_a_bad_worker_setting_is_a_one_line_import_error(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    os.environ["KEST_TRAIN_GPUS"] = "-1"
+    try:
+        bag = DagBag(dag_folder=str(DAG_FILE))
+    finally:
+        del os.environ["KEST_TRAIN_GPUS"]
+    (error,) = bag.import_errors.values()
+    assert "KEST_TRAIN_GPUS: Input should be greater than or equal to 0 (got '-1')" in error
