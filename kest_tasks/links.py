@@ -1,4 +1,8 @@
-"""Where a person looks at an artifact: the URLs the Airflow plugin's extra links open (no Airflow import here)."""
+"""Where a person looks at an artifact: the URLs the Airflow plugin's extra links open (no Airflow import here).
+
+Airflow's UI only shows http(s) links, so a local folder is linked through a file server when one is set up
+(KEST_FILES_URL serving KEST_FILES_ROOT: the dev stack's `artifacts-browser`); otherwise it is a file:// URL,
+which the REST API returns and the UI leaves out."""
 from __future__ import annotations
 
 import os
@@ -9,11 +13,18 @@ GCS_CONSOLE = "https://console.cloud.google.com/storage/browser/"
 DEFAULT_TENSORBOARD = "http://localhost:6006"
 
 
-def browse_url(uri: str) -> str:
-    """The Cloud console page of a gs:// folder, or the file:// URL of a local one."""
+def browse_url(uri: str, files_url: str | None = None, files_root: str | None = None) -> str:
+    """The Cloud console page of a gs:// folder; a local folder under the file server's root (KEST_FILES_URL,
+    KEST_FILES_ROOT) on that server; any other local folder as a file:// URL."""
     if uri.startswith("gs://"):
         return GCS_CONSOLE + quote(uri[len("gs://"):].rstrip("/"))
-    return Path(uri).resolve().as_uri()
+    path = Path(uri).resolve()
+    files_url = files_url or os.environ.get("KEST_FILES_URL")
+    files_root = files_root or os.environ.get("KEST_FILES_ROOT")
+    if files_url and files_root and path.is_relative_to(Path(files_root).resolve()):
+        relative = path.relative_to(Path(files_root).resolve()).as_posix()
+        return f"{files_url.rstrip('/')}/{quote(relative)}/"
+    return path.as_uri()
 
 
 def tensorboard_url(run_name: str, base: str | None = None) -> str:

@@ -17,6 +17,7 @@ FORM_FILE = Path(__file__).with_name("form_fields.json")
 
 SECTIONS = ("dataset", "model", "trainer", "evaluate", "gate", "export")
 SCALARS = {"string", "integer", "number", "boolean"}
+KEEP_FILE_VALUE = "(the config file's value)"
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum")
 
 
@@ -51,6 +52,8 @@ def form_fields() -> dict[str, dict[str, Any]]:
         field.update({key: scalar[key] for key in BOUNDS if key in scalar})
         if "enum" in field:
             field["enum"] = [None, *field["enum"]]
+            # The UI lists null as "null"; say what choosing it means.
+            field["values_display"] = {"null": KEEP_FILE_VALUE}
         fields["__".join(path)] = field
     return fields
 

@@ -16,7 +16,8 @@ def _compose() -> dict:
 def test_compose_has_every_service_and_mount():
     compose = _compose()
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "fake-gcs", "airflow-init", "tensorboard", *AIRFLOW_SERVICES}
+    assert set(services) == {"postgres", "redis", "fake-gcs", "airflow-init", "tensorboard", "artifacts-browser",
+                             *AIRFLOW_SERVICES}
     for name in AIRFLOW_SERVICES:
         service = services[name]
         assert service["build"] == "." and service["image"] == "kest-airflow:dev"
@@ -29,6 +30,7 @@ def test_compose_has_every_service_and_mount():
         assert environment["STORAGE_EMULATOR_HOST"] == "http://fake-gcs:4443"
         assert environment["AIRFLOW__CORE__PLUGINS_FOLDER"] == "/opt/kest/plugins"
         assert environment["KEST_TENSORBOARD_URL"].startswith("${KEST_TENSORBOARD_URL:-http://")
+        assert environment["KEST_FILES_ROOT"] == "/opt/kest/artifacts" and "KEST_FILES_URL" in environment
         assert {"postgres", "redis", "airflow-init"} <= set(service["depends_on"])
     assert set(compose["volumes"]) == {"postgres-db", "artifacts", "gcs-data"}
 
@@ -53,6 +55,9 @@ def test_object_store_and_tensorboard():
     tensorboard = services["tensorboard"]
     assert "artifacts:/opt/kest/artifacts:ro" in tensorboard["volumes"] and "6006:6006" in tensorboard["ports"]
     assert tensorboard["command"][:3] == ["tensorboard", "--logdir", "/opt/kest/artifacts/runs"]
+    browser = services["artifacts-browser"]  # the target of the UI's links to local folders
+    assert "artifacts:/opt/kest/artifacts:ro" in browser["volumes"] and "8081:8000" in browser["ports"]
+    assert browser["command"][-2:] == ["--directory", "/opt/kest/artifacts"]
 
 
 def test_secrets_come_from_env_and_example_has_every_variable():

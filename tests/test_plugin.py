@@ -36,6 +36,11 @@ def test_macros_are_rendered_in_templates(airflow_db, tmp_path):
 def test_link_urls():
     assert browse_url("gs://kest-models/iris/2026-a") == "https://console.cloud.google.com/storage/browser/kest-models/iris/2026-a"
     assert browse_url("/srv/models/iris/v1") == "file:///srv/models/iris/v1"
+    # Under a file server's root: an http link the UI shows.
+    assert browse_url("/opt/kest/artifacts/models/iris/v 1", "http://localhost:8081/", "/opt/kest/artifacts") == (
+        "http://localhost:8081/models/iris/v%201/")
+    assert browse_url("/srv/models/iris/v1", "http://localhost:8081", "/opt/kest/artifacts") == (
+        "file:///srv/models/iris/v1")
     assert tensorboard_url("manual__2026-01-01T00_00_00_00_00", "http://tb:6006/") == (
         "http://tb:6006/?runFilter=manual__2026-01-01T00_00_00_00_00#timeseries")
     assert tensorboard_url("a b") == "http://localhost:6006/?runFilter=a%20b#timeseries"
