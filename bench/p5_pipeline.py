@@ -25,6 +25,7 @@ def measure() -> dict[str, dict]:
             **os.environ,
             "AIRFLOW_HOME": str(work_path / "airflow"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "TF_CPP_MIN_LOG_LEVEL": "3",
         }

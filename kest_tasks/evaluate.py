@@ -17,7 +17,7 @@ from kest_tasks.build import KERAS_KINDS, BuildResult
 from kest_tasks.config import ConfigError, PipelineConfig
 from kest_tasks.estimators import make_estimator, model_output
 from kest_tasks.metrics import headline, score, sliced_scores
-from kest_tasks.native import restored_model
+from kest_tasks.native import trained_forward_pass
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.stage import StageResult, run_once, stage_function
@@ -64,17 +64,6 @@ def run_over_split(batches, keep: list[str], predict: Callable | None) -> Scored
                        {name: np.concatenate(values) for name, values in kept.items()})
 
 
-def _keras_predict(built: BuildResult, model) -> Callable:
-    tf = import_tensorflow()
-    tables = vocabulary_tables(built.input_plan)
-
-    @tf.function
-    def predict(features):
-        return model_output(model(to_model_inputs(features, built.input_plan, tables), training=False), built)
-
-    return predict
-
-
 def _estimator_outputs(config: PipelineConfig, prepared: PrepareResult, built: BuildResult, schema: Schema,
                        checkpoint: str, model_dir: str) -> np.ndarray:
     estimator = make_estimator(config, built, schema, model_dir)
@@ -94,7 +83,7 @@ def score_trained_model(config: PipelineConfig, prepared: PrepareResult, built: 
     schema = Schema.load(prepared.schema_uri)
     keep = config.evaluate.slice_by
     if config.trainer.kind in KERAS_KINDS:
-        predict = _keras_predict(built, restored_model(built, checkpoint))
+        predict = import_tensorflow().function(trained_forward_pass(built, checkpoint).forward)
         return run_over_split(split_batches(config, prepared, schema), keep, predict)
     outputs = _estimator_outputs(config, prepared, built, schema, checkpoint, str(work / "estimator"))
     scored = run_over_split(split_batches(config, prepared, schema), keep, None)

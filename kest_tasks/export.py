@@ -22,7 +22,7 @@ from kest_tasks.build import BuildResult
 from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
 from kest_tasks.estimators import make_estimator, model_output, run_config
-from kest_tasks.native import restored_model
+from kest_tasks.native import trained_forward_pass
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.serving_check import to_plain_list
@@ -216,15 +216,12 @@ def _export_native(
 ) -> tuple[str, dict[str, list]]:
     """Save the natively trained model as a SavedModel with the Estimator export's serving signature."""
     tf = import_tensorflow()
-    module = tf.Module()
-    module.model = restored_model(built, trained.checkpoint)
-    module.tables = vocabulary_tables(built.input_plan)
+    module = trained_forward_pass(built, trained.checkpoint)
     specs = {name: tf.TensorSpec([None], dtype, name=name) for name, dtype in feature_dtypes(schema).items()}
 
     @tf.function(input_signature=[specs])
     def serve(features):
-        output = module.model(to_model_inputs(features, built.input_plan, module.tables), training=False)
-        return prediction_outputs(model_output(output, built), schema.label.classes)
+        return prediction_outputs(module.forward(features), schema.label.classes)
 
     example_spec = parse_spec(schema, with_label=False)
 

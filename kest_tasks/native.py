@@ -14,10 +14,10 @@ from pathlib import Path
 
 from kest_tasks.build import BuildResult
 from kest_tasks.config import ConfigError, EarlyStoppingConfig, PipelineConfig
-from kest_tasks.estimators import cluster_task, distribution_strategy
+from kest_tasks.estimators import cluster_task, distribution_strategy, model_output
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
-from kest_tasks.tfdata import read_examples
+from kest_tasks.tfdata import read_examples, to_model_inputs, vocabulary_tables
 from kest_tasks.tfenv import import_tensorflow
 from kest_tasks.warm_start import load_trainable_weights, read_keras_weights
 
@@ -34,6 +34,23 @@ def restored_model(built: BuildResult, checkpoint: str):
     if not read_keras_weights(model, checkpoint):
         raise ConfigError(f"checkpoint {checkpoint} does not hold the weights of the model in {built.model_uri}")
     return model
+
+
+def trained_forward_pass(built: BuildResult, checkpoint: str):
+    """The trained Keras model as a function of raw named features (vocabulary lookups included) to the head's
+    output, on a tf.Module that holds the model and lookup tables so a SavedModel can track them: call
+    `module.forward(features)` inside a tf.function (evaluation batches, serving signatures)."""
+    tf = import_tensorflow()
+    module = tf.Module()
+    module.model = restored_model(built, checkpoint)
+    module.tables = vocabulary_tables(built.input_plan)
+
+    def forward(features):
+        inputs = to_model_inputs(features, built.input_plan, module.tables)
+        return model_output(module.model(inputs, training=False), built)
+
+    module.forward = forward
+    return module
 
 
 def _control_callback(manager, initial_step: int, steps: int, log_steps: int):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -133,6 +134,14 @@ def _crc32c(path: Path) -> str:
     return base64.b64encode(checksum.digest()).decode()
 
 
+@functools.cache
+def _client(storage, project: str | None, emulator: str | None):
+    """One storage client (credentials, HTTP session) per project and endpoint for the whole process: a stage
+    opens the store several times (gate: champion pointer, then its model). The emulator address is part of the
+    key so a process that switches endpoints gets a client for the new one."""
+    return storage.Client(project=project)
+
+
 class GcsStore(Store):
     def __init__(self, root: str, retry_seconds: float = 120.0) -> None:
         from google.cloud import storage
@@ -141,9 +150,9 @@ class GcsStore(Store):
         self.root = root.rstrip("/")
         bucket, _, self.prefix = self.root[len("gs://"):].partition("/")
         with self._errors(self.root):
-            project = os.environ.get("GOOGLE_CLOUD_PROJECT") or ("kest" if os.environ.get("STORAGE_EMULATOR_HOST")
-                                                                 else None)
-            self.bucket = storage.Client(project=project).bucket(bucket)
+            emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+            project = os.environ.get("GOOGLE_CLOUD_PROJECT") or ("kest" if emulator else None)
+            self.bucket = _client(storage, project, emulator).bucket(bucket)
         self.retry = DEFAULT_RETRY.with_deadline(retry_seconds)
 
     def _name(self, key: str) -> str:

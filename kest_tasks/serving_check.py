@@ -4,13 +4,13 @@ Run as `python -m kest_tasks.serving_check <saved_model_dir> <request.json>`: re
 [values]}, "examples": [base64 tf.Example, ...]}` and prints JSON on stdout: `{"outputs": {signature: {name:
 values}}, "load_seconds": s, "latency_ms": {"p50": …, "p99": …}}`. `serving_default` gets the raw features,
 `predict_examples` the serialized examples (when the request has some). Latency is of single-row requests to
-`serving_default`. It imports only TensorFlow, so it proves the exported model answers without kest's code.
+`serving_default`. Besides TensorFlow it imports only kest's quiet importer (tfenv), never the code that built
+or trained the model, so it proves the exported model answers on its own.
 """
 from __future__ import annotations
 
 import base64
 import json
-import os
 import sys
 import time
 
@@ -27,9 +27,11 @@ def _call(signature, tf, values: dict[str, list]):
 
 
 def query(saved_model_dir: str, inputs: dict[str, list], examples: list[str] | None = None) -> dict:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
-    import tensorflow as tf
+
+    from kest_tasks.tfenv import import_tensorflow
+
+    tf = import_tensorflow()
 
     started = time.monotonic()
     loaded = tf.saved_model.load(saved_model_dir)

@@ -1,6 +1,8 @@
 """Importing TensorFlow once, quietly, keeping the progress lines a user wants (step, loss, steps/s)."""
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import os
 import warnings
@@ -21,6 +23,15 @@ class _TrainingProgressOnly(logging.Filter):
         return any(marker in message for marker in self.KEEP)
 
 
+def _freeze_long_lived_objects() -> None:
+    """Move everything alive now (TensorFlow's and Airflow's modules: millions of objects) out of the cyclic
+    garbage collector's reach, and do the same at exit. Without it every full collection walks them again, and
+    the interpreter's last collection at exit took ~4 s of a pipeline run (~1 s of a process that only loads a
+    SavedModel); they live until the process ends anyway."""
+    gc.freeze()
+    atexit.register(gc.freeze)
+
+
 def import_tensorflow() -> ModuleType:
     """Import and return tensorflow with C++ logs silenced and Python logs reduced to progress lines."""
     global _tf
@@ -28,8 +39,15 @@ def import_tensorflow() -> ModuleType:
         # Level 3: TF's C++ start-up "errors" (cuDNN/cuBLAS factories registered twice) are noise on every run.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-        import tensorflow as tf
-        from tensorflow.python.util import deprecation
+        # Collections during the import only walk objects that all survive it (~0.3 s of a ~3.3 s import).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            import tensorflow as tf
+            from tensorflow.python.util import deprecation
+        finally:
+            if collecting:
+                gc.enable()
 
         # The Estimator API is deprecated as a whole; its per-call deprecation notices drown the progress.
         deprecation._PRINT_DEPRECATION_WARNINGS = False
@@ -40,4 +58,5 @@ def import_tensorflow() -> ModuleType:
         logger.setLevel(logging.INFO)
         logger.addFilter(_TrainingProgressOnly())
         _tf = tf
+        _freeze_long_lived_objects()
     return _tf

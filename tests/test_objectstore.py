@@ -32,6 +32,15 @@ def test_compare_and_swap_on_both_stores(tmp_path, gcs):
         assert store.read_json("m/champion.json")[0] == {"version": "c"}
 
 
+def test_stores_share_one_client_per_endpoint(gcs, monkeypatch):
+    first, second = GcsStore(f"gs://{gcs.bucket}/a"), GcsStore(f"gs://{gcs.bucket}/b")
+    assert first.bucket.client is second.bucket.client
+    second.put_json("x.json", {"n": 1}, if_token=None)
+    assert second.read_json("x.json")[0] == {"n": 1} and first.read_json("x.json")[0] is None  # own prefixes
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # another endpoint: another client
+    assert GcsStore(f"gs://{gcs.bucket}/a").bucket.client is not first.bucket.client
+
+
 def test_two_claims_from_the_same_champion_cannot_both_win(tmp_path, gcs):
     for store in _stores(tmp_path, gcs):
         store.put_json("m/champion.json", {"version": "old"}, if_token=None)
