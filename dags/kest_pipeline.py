@@ -20,11 +20,16 @@ import logging
 import os
 
 from airflow.sdk import Asset, Param, dag, task
-from kest_plugin import PUBLISH_LINKS, TRAIN_LINKS
 
 from kest_tasks.assets import default_config_path, model_asset_uri
 from kest_tasks.params import config_arguments, stored_form_fields
 from kest_tasks.workers import TrainWorkers
+
+try:
+    from kest_plugin import PUBLISH_LINKS, TRAIN_LINKS
+except ModuleNotFoundError as missing:  # Airflow puts its plugins folder on sys.path; this one must be kest's
+    raise ImportError("kest_pipeline needs the kest plugin: set AIRFLOW__CORE__PLUGINS_FOLDER to kest's plugins/ "
+                      f"folder ({missing})") from None
 
 DEFAULT_CONFIG = default_config_path()
 # Where the train task runs (KEST_TRAIN_*): a Celery queue and pool for GPU workers, its timeout, and under

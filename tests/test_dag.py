@@ -272,3 +272,13 @@ def test_a_bad_worker_setting_is_a_one_line_import_error(airflow_db):
         del os.environ["KEST_TRAIN_GPUS"]
     (error,) = bag.import_errors.values()
     assert "KEST_TRAIN_GPUS: Input should be greater than or equal to 0 (got '-1')" in error
+
+
+def test_without_the_kest_plugin_the_import_error_says_what_to_set(airflow_db, tmp_path):
+    probe = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"print(list(DagBag(dag_folder={str(DAG_FILE)!r}).import_errors.values())[0].strip().splitlines()[-1])\n"
+    )
+    env = {**os.environ, "AIRFLOW__CORE__PLUGINS_FOLDER": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
+    assert "kest_pipeline needs the kest plugin: set AIRFLOW__CORE__PLUGINS_FOLDER" in out
