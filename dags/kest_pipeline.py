@@ -22,7 +22,7 @@ import os
 from airflow.sdk import Asset, Param, dag, task
 
 from kest_tasks.assets import default_config_path, model_asset_uri
-from kest_tasks.params import config_arguments, stored_form_fields
+from kest_tasks.params import JSON_SCHEMA_DIALECT, config_arguments, stored_form_fields
 from kest_tasks.workers import TrainWorkers
 
 try:
@@ -103,10 +103,12 @@ def call_stage(stage: str, run: dict | None, **upstream: dict | None) -> dict:
     },
     params={
         "config_path": Param(DEFAULT_CONFIG, type="string", title="Config file", section="Run",
-                             description="Pipeline config (YAML or JSON) on the workers' file system."),
+                             description="Pipeline config (YAML or JSON) on the workers' file system.",
+                             **{"$schema": JSON_SCHEMA_DIALECT}),
         "overrides": Param({}, type="object", title="Config overrides", section="Run",
                            description='Nested values that replace the file\'s, e.g. {"trainer": {"steps": 1000}}; '
-                                       "the typed fields below are applied on top."),
+                                       "the typed fields below are applied on top.",
+                           **{"$schema": JSON_SCHEMA_DIALECT}),
         **{name: Param(**{key: value for key, value in field.items() if key != "path"})
            for name, field in stored_form_fields().items()},
     },
