@@ -11,7 +11,7 @@ import sys
 
 from bench.common import REPO, entry
 
-REPEATS = int(os.environ.get("KEST_BENCH_P4_REPEATS", "7"))
+REPEATS = int(os.environ.get("KEST_BENCH_P4_REPEATS", "15"))
 
 PROBE = """
 import time, importlib.util, sys
