@@ -128,28 +128,59 @@ def _test_examples(prepared: PrepareResult, schema: Schema, count: int) -> tuple
     return list(records.numpy()), {name: to_plain_list(values.numpy()) for name, values in parsed.items()}
 
 
-def query_in_fresh_process(saved_model_dir: Path, inputs: dict[str, list], workdir: Path,
-                           examples: list[bytes] | None = None) -> dict:
-    """Query every signature of the SavedModel through kest_tasks.serving_check in a new Python process."""
-    request = workdir / "request.json"
-    request.write_text(json.dumps({"inputs": inputs,
-                                   "examples": [base64.b64encode(e).decode() for e in examples or []]}))
-    completed = subprocess.run(
-        [sys.executable, "-m", "kest_tasks.serving_check", str(saved_model_dir), str(request)],
-        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300,
-    )
-    request.unlink(missing_ok=True)
-    if completed.returncode != 0:
-        last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ExportError(f"exported model {saved_model_dir} failed to load or answer in a fresh process: {last}")
-    return json.loads(completed.stdout)
+# Seconds for the fresh process to import TensorFlow, load the model and answer.
+QUERY_TIMEOUT = 300
+
+
+class FreshProcess:
+    """A new Python process for infra validation (kest_tasks.serving_check), started early: it imports TensorFlow
+    while the model is still being exported, then loads and queries the SavedModel it is sent, once."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kest_tasks.serving_check"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+    def query(self, saved_model_dir: Path, inputs: dict[str, list], examples: list[bytes] | None = None) -> dict:
+        request = json.dumps({"saved_model_dir": str(saved_model_dir), "inputs": inputs,
+                              "examples": [base64.b64encode(e).decode() for e in examples or []]})
+        try:
+            out, err = self.process.communicate(request, timeout=QUERY_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise ExportError(f"exported model {saved_model_dir}: the fresh process did not answer within "
+                              f"{QUERY_TIMEOUT} s") from None
+        if self.process.returncode != 0:
+            last = (err.strip().splitlines() or ["no output"])[-1]
+            raise ExportError(f"exported model {saved_model_dir} failed to load or answer in a fresh process: {last}")
+        return json.loads(out)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> FreshProcess:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def query_in_fresh_process(saved_model_dir: Path, inputs: dict[str, list], examples: list[bytes] | None = None
+                           ) -> dict:
+    """Query every signature of the SavedModel in a new Python process."""
+    with FreshProcess() as process:
+        return process.query(saved_model_dir, inputs, examples)
 
 
 def infra_validate(saved_model_dir: Path, rows: dict[str, list], examples: list[bytes],
-                   expected: dict[str, list], workdir: Path) -> dict:
-    """Load the SavedModel in a fresh process, query both signatures with the same test rows and require the
-    in-process predictions from each; return the fresh process's answer (load time, latency)."""
-    answer = query_in_fresh_process(saved_model_dir, rows, workdir, examples)
+                   expected: dict[str, list], process: FreshProcess | None = None) -> dict:
+    """Load the SavedModel in a fresh process (`process`, if started already), query both signatures with the same
+    test rows and require the in-process predictions from each; return the fresh process's answer (load time,
+    latency)."""
+    with process or FreshProcess() as fresh:
+        answer = fresh.query(saved_model_dir, rows, examples)
     missing = sorted(set(SIGNATURES) - set(answer["signatures"]))
     if missing:
         raise ExportError(f"exported model {saved_model_dir} has no signature {missing[0]!r}")
@@ -246,11 +277,12 @@ def export(
     schema = Schema.load(prepared.schema_uri)
 
     def produce(tmp: Path, final: Path) -> ExportResult:
-        examples, rows = _test_examples(prepared, schema, config.export.query_rows)
-        export_kind = _export_native if config.trainer.kind == "native" else _export_estimator
-        saved_model_dir = tmp / "saved_model"
-        exported_at, expected = export_kind(config, built, schema, trained, rows, saved_model_dir)
-        answer = infra_validate(saved_model_dir, rows, examples, expected, tmp)
+        with FreshProcess() as validator:  # importing TensorFlow while the model is exported
+            examples, rows = _test_examples(prepared, schema, config.export.query_rows)
+            export_kind = _export_native if config.trainer.kind == "native" else _export_estimator
+            saved_model_dir = tmp / "saved_model"
+            exported_at, expected = export_kind(config, built, schema, trained, rows, saved_model_dir)
+            answer = infra_validate(saved_model_dir, rows, examples, expected, validator)
         checked = len(examples)
         for scratch in ("estimator", "versions"):
             _remove(tmp / scratch)

@@ -1,11 +1,12 @@
 """Load a SavedModel and query every signature, in a process of its own (kest's infra validation).
 
-Run as `python -m kest_tasks.serving_check <saved_model_dir> <request.json>`: reads `{"inputs": {feature:
-[values]}, "examples": [base64 tf.Example, ...]}` and prints JSON on stdout: `{"outputs": {signature: {name:
-values}}, "load_seconds": s, "latency_ms": {"p50": …, "p99": …}}`. `serving_default` gets the raw features,
-`predict_examples` the serialized examples (when the request has some). Latency is of single-row requests to
-`serving_default`. Besides TensorFlow it imports only kest's quiet importer (tfenv), never the code that built
-or trained the model, so it proves the exported model answers on its own.
+Run as `python -m kest_tasks.serving_check`: it imports TensorFlow first, then reads one request from stdin,
+`{"saved_model_dir": path, "inputs": {feature: [values]}, "examples": [base64 tf.Example, ...]}`, and prints JSON
+on stdout: `{"outputs": {signature: {name: values}}, "load_seconds": s, "latency_ms": {"p50": …, "p99": …}}`.
+Export starts it before the model is written, so TensorFlow's import overlaps the export. `serving_default` gets
+the raw features, `predict_examples` the serialized examples (when the request has some). Latency is of
+single-row requests to `serving_default`. Besides TensorFlow it imports only kest's quiet importer (tfenv), never
+the code that built or trained the model, so it proves the exported model answers on its own.
 """
 from __future__ import annotations
 
@@ -65,13 +66,15 @@ def to_plain_list(array) -> list:
     return array.tolist()
 
 
-def main(argv: list[str]) -> int:
-    saved_model_dir, request_path = argv
-    with open(request_path) as handle:
-        request = json.load(handle)
-    json.dump(query(saved_model_dir, request["inputs"], request.get("examples")), sys.stdout)
+def main() -> int:
+    from kest_tasks.tfenv import import_tensorflow
+
+    import_tensorflow()  # while the caller is still writing the model
+    request = json.loads(sys.stdin.read())
+    json.dump(query(request["saved_model_dir"], request["inputs"], request.get("examples")), sys.stdout)
+    sys.stdout.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

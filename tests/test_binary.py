@@ -34,7 +34,7 @@ def test_binary_classification(tmp_path, trainer, model):
                    trainer={"steps": 600, **trainer}, thresholds={"accuracy": {"lower": 0.85}})
     assert summary["blessed"], summary["gate"]
     rows = {"income": [95.0, 5.0], "debt": [1.0, 45.0], "region": ["east", "west"]}
-    answer = query_in_fresh_process(Path(summary["published_model"]), rows, tmp_path)["outputs"]["serving_default"]
+    answer = query_in_fresh_process(Path(summary["published_model"]), rows)["outputs"]["serving_default"]
     assert answer["classes"] == ["yes", "no"]
     assert all(len(p) == 2 and abs(sum(p) - 1) < 1e-5 for p in answer["probabilities"])
     assert answer["probabilities"][0][answer["class_ids"][0]] > 0.5

@@ -245,7 +245,7 @@ def test_dag_run_on_a_csv_with_string_features(dag, tmp_path):
     from kest_tasks.export import query_in_fresh_process
 
     answer = query_in_fresh_process(published, {"island": ["biscoe", "torgersen"], "bill_length": [47.0, 38.0],
-                                                "flipper": [218, 189], "sex": ["male", ""]}, tmp_path)
+                                                "flipper": [218, 189], "sex": ["male", ""]})
     assert answer["outputs"]["serving_default"]["classes"] == ["gentoo", "adelie"]
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from kest_tasks import publish as publish_module
 from kest_tasks.evaluate import EvaluateResult
-from kest_tasks.export import ExportError, ExportResult, query_in_fresh_process
+from kest_tasks.export import ExportError, ExportResult, FreshProcess, query_in_fresh_process
 from kest_tasks.gate import GateResult
 from kest_tasks.publish import PublishError, publish
 
@@ -36,7 +36,7 @@ def test_serving_signature_takes_raw_named_features(iris_run):
     published = Path(iris_run["summary"]["published_model"])
     rows = {"sepal_length": [5.1, 6.7], "sepal_width": [3.5, 3.0], "petal_length": [1.4, 5.2],
             "petal_width": [0.2, 2.3]}
-    answer = query_in_fresh_process(published, rows, Path(iris_run["root"]))
+    answer = query_in_fresh_process(published, rows)
     outputs = answer["outputs"]["serving_default"]
     assert outputs["classes"] == ["setosa", "virginica"]
     assert outputs["class_ids"] == [0, 2]
@@ -75,7 +75,14 @@ def test_a_broken_saved_model_is_caught_in_the_fresh_process(tmp_path):
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"not a protobuf")
     with pytest.raises(ExportError, match="failed to load or answer in a fresh process"):
-        query_in_fresh_process(broken, {"x": [1.0]}, tmp_path)
+        query_in_fresh_process(broken, {"x": [1.0]})
+
+
+def test_a_validator_started_early_is_stopped_when_the_export_fails_first():
+    # Export starts the fresh process before the model exists; an export that fails must not leave it behind.
+    with pytest.raises(RuntimeError), FreshProcess() as validator:
+        raise RuntimeError("the export failed")
+    assert validator.process.returncode is not None
 
 
 def test_both_signatures_answer_like_the_trained_model(iris_run):
@@ -90,8 +97,7 @@ def test_both_signatures_answer_like_the_trained_model(iris_run):
     assert 0 < exported.latency_ms_p50 <= exported.latency_ms_p99
     prepared = PrepareResult.model_validate_json((run / "data" / "result.json").read_text())
     examples, rows = _test_examples(prepared, Schema.load(prepared.schema_uri), 5)
-    answer = query_in_fresh_process(Path(iris_run["summary"]["published_model"]), rows, Path(iris_run["root"]),
-                                    examples)
+    answer = query_in_fresh_process(Path(iris_run["summary"]["published_model"]), rows, examples)
     assert answer["outputs"]["predict_examples"] == answer["outputs"]["serving_default"]
     assert len(answer["outputs"]["predict_examples"]["classes"]) == 5
 
@@ -122,4 +128,4 @@ def test_infra_validation_catches_a_broken_signature(tmp_path):
         for value in (1.0, 2.0)]
     with pytest.raises(ExportError, match=r"signature 'predict_examples': output 'predictions' differs from the "
                                           r"trained model: 3.0 != 2.0"):
-        infra_validate(saved, {"x": [1.0, 2.0]}, examples, {"predictions": [2.0, 4.0]}, tmp_path)
+        infra_validate(saved, {"x": [1.0, 2.0]}, examples, {"predictions": [2.0, 4.0]})

@@ -106,7 +106,7 @@ def test_publish_to_gcs_then_load_the_model_back(tmp_path, gcs, iris_run):
     assert again == result
     downloaded = store.local_copy(f"iris/{result.version}", tmp_path / "download")
     rows = {"sepal_length": [5.1], "sepal_width": [3.5], "petal_length": [1.4], "petal_width": [0.2]}
-    answer = query_in_fresh_process(downloaded, rows, tmp_path)
+    answer = query_in_fresh_process(downloaded, rows)
     assert answer["outputs"]["serving_default"]["classes"] == ["setosa"]
 
 
