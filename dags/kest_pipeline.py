@@ -11,6 +11,11 @@ on. Artifacts live in the run folder `<artifact_root>/runs/<run_id>/`; a blessed
 Trigger with a different config file (`config_path`) or override single values (`overrides`, nested like
 the config: `{"trainer": {"steps": 1000}}`). A model that fails the gate is not exported or published:
 those tasks are skipped, the run stays green, the gate task's log says why and the report still shows it.
+
+The kest plugin adds links on task instances (Details tab): train → TensorBoard and its model dir, publish → the
+published model; its macros `macros.kest.run_folder(params, run_id)` and `macros.kest.export_root(params)` give the
+configure task its folders (see Rendered Templates). Where the train task runs (queue, pool, GPUs) comes from the
+KEST_TRAIN_* settings of the deployment.
 """
 from __future__ import annotations
 
