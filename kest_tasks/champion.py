@@ -16,6 +16,11 @@ def store_for(config: PipelineConfig) -> Store:
     return open_store(config.export.root, config.export.gcs_retry_seconds)
 
 
+def version_key(model_name: str, version: str) -> str:
+    """Where a published version's files live under the export root."""
+    return f"{model_name}/{version}"
+
+
 def champion_key(model_name: str) -> str:
     return f"{model_name}/{CHAMPION_FILE}"
 
@@ -31,4 +36,4 @@ def current_champion(config: PipelineConfig) -> dict | None:
 
 def champion_model_dir(config: PipelineConfig, champion: dict, scratch: Path) -> Path:
     """A local folder with the champion's SavedModel (downloaded into `scratch` from object storage)."""
-    return store_for(config).local_copy(f"{config.model_name}/{champion['version']}", scratch)
+    return store_for(config).local_copy(version_key(config.model_name, champion["version"]), scratch)

@@ -21,9 +21,9 @@ def browse_url(uri: str, files_url: str | None = None, files_root: str | None = 
     path = Path(uri).resolve()
     files_url = files_url or os.environ.get("KEST_FILES_URL")
     files_root = files_root or os.environ.get("KEST_FILES_ROOT")
-    if files_url and files_root and path.is_relative_to(Path(files_root).resolve()):
-        relative = path.relative_to(Path(files_root).resolve()).as_posix()
-        return f"{files_url.rstrip('/')}/{quote(relative)}/"
+    served = Path(files_root).resolve() if files_url and files_root else None
+    if served and path.is_relative_to(served):
+        return f"{files_url.rstrip('/')}/{quote(path.relative_to(served).as_posix())}/"
     return path.as_uri()
 
 

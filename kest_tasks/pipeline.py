@@ -11,6 +11,7 @@ from typing import Any
 from kest_tasks.assets import BUNDLED_CONFIG
 from kest_tasks.config import ConfigError, PipelineConfig, config_to_json, load_config
 from kest_tasks.metrics import headline
+from kest_tasks.report import REPORT_FILE
 from kest_tasks.stage import RESULT_FILE, StageResult, load_run_config, run_uri_for
 from kest_tasks.storage import (
     local_path,
@@ -55,6 +56,7 @@ def summarize(run_uri: str) -> dict[str, Any]:
     blessing = read_json(run / "gate" / "blessing.json")
     published = run / "publish" / RESULT_FILE
     published_uri = read_json(published)["model_uri"] if published.exists() else None
+    report = run / "report" / REPORT_FILE
     summary = {
         "run_uri": run_uri,
         "test_metrics": headline(metrics["metrics"]),
@@ -62,7 +64,7 @@ def summarize(run_uri: str) -> dict[str, Any]:
         "blessed": blessing["blessed"],
         "gate": blessing["reason"],
         "published_model": published_uri,
-        "report": str(run / "report" / "report.html") if (run / "report" / "report.html").exists() else None,
+        "report": str(report) if report.exists() else None,
     }
     write_json_atomic(run / "summary.json", summary)
     log.info("summary: %s", format_summary(summary))

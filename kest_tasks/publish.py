@@ -12,7 +12,7 @@ import hashlib
 import logging
 from pathlib import Path
 
-from kest_tasks.champion import champion_key, history_key, store_for
+from kest_tasks.champion import champion_key, history_key, store_for, version_key
 from kest_tasks.config import PipelineConfig
 from kest_tasks.errors import KestError
 from kest_tasks.evaluate import EvaluateResult
@@ -79,11 +79,11 @@ def publish(
     try:
         store = store_for(config)
         report = stage_dir(run_uri, "report") / REPORT_FILE
-        files = store.publish_tree(Path(exported.saved_model_uri), f"{config.model_name}/{version}",
+        files = store.publish_tree(Path(exported.saved_model_uri), version_key(config.model_name, version),
                                    last="saved_model.pb", record={"run_uri": run_uri, "version": version,
                                                                   "metrics": metrics},
                                    extra={REPORT_FILE: report} if report.exists() else {})
-        model_uri = store.uri(f"{config.model_name}/{version}")
+        model_uri = store.uri(version_key(config.model_name, version))
         pointer = {"version": version, "model_uri": model_uri, "metrics": metrics, "run_uri": run_uri,
                    "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         champion, note = claim_champion(store, config.model_name, pointer, blessing.champion_version)

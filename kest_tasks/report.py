@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kest_tasks.champion import store_for
+from kest_tasks.champion import store_for, version_key
 from kest_tasks.config import PipelineConfig
 from kest_tasks.evaluate import PREDICTIONS_FILE
 from kest_tasks.gate import Check
@@ -151,7 +151,7 @@ def _destination(config: PipelineConfig, run_uri: str, blessing: dict) -> str:
     if not exported.exists():
         return "not published: no export"
     version = version_name(ExportResult.model_validate(read_json(exported)), run_uri)
-    return f"published as {store_for(config).uri(f'{config.model_name}/{version}')}"
+    return f"published as {store_for(config).uri(version_key(config.model_name, version))}"
 
 
 @stage_function
