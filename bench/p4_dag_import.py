@@ -29,7 +29,8 @@ print(time.perf_counter() - started, sdk)
 def _seconds(load_dag: bool) -> tuple[float, float]:
     """(seconds to import airflow.sdk and then the DAG file, seconds for airflow.sdk alone) in one interpreter."""
     probe = PROBE.format(load_dag=load_dag, dag_file=str(REPO / "dags" / "kest_pipeline.py"))
-    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins")}
+    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins")}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
     total, sdk = out.split()[-2:]
     return float(total), float(sdk)

@@ -2,8 +2,11 @@
 model.code_dir: ../examples).
 
 kest calls it as an Estimator model_fn with params = {"schema": <schema.json as a dict>, "learning_rate": …,
-**model.params}. Features arrive under their own names (numbers as float32, strings as text); labels are class
-indices (classification) or floats (regression). Return predictions with "logits" (classification) or
+"weight_feature": …, **model.params}. Features arrive under their TensorFlow-safe names (the schema's `tf_name`:
+`sepal length (cm)` becomes `sepal_length_cm`), numbers as float32 with missing values already filled, strings as
+text; labels are class indices (classification) or standardised floats (regression: kest trains on
+(label - mean) / std and returns predictions in the label's units). With trainer.class_weight, each example's
+weight is the feature named by params["weight_feature"]. Return predictions with "logits" (classification) or
 "predictions" (regression) so kest's export can add probabilities and class names.
 """
 import tensorflow as tf
@@ -11,8 +14,9 @@ import tensorflow as tf
 
 def model_fn(features, labels, mode, params):
     schema = params["schema"]
+    weights = features.pop(params["weight_feature"]) if params.get("weight_feature") else 1.0
     numeric = [f for f in schema["features"] if f["type"] != "string"]
-    columns = [(tf.reshape(features[f["name"]], [-1, 1]) - (f["mean"] or 0.0)) / (f["std"] or 1.0) for f in numeric]
+    columns = [(tf.reshape(features[f["tf_name"]], [-1, 1]) - (f["mean"] or 0.0)) / (f["std"] or 1.0) for f in numeric]
     hidden = tf.concat(columns, axis=1)
     for width in params.get("hidden_units", [32, 16]):
         hidden = tf.compat.v1.layers.dense(hidden, width, activation=tf.nn.relu)
@@ -26,10 +30,10 @@ def model_fn(features, labels, mode, params):
     if mode == tf.estimator.ModeKeys.PREDICT:
         return tf.estimator.EstimatorSpec(mode, predictions=predictions)
     if classes:
-        loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, logits)
+        loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, logits, weights=weights)
         metrics = {"accuracy": tf.compat.v1.metrics.accuracy(labels, predictions["class_ids"])}
     else:
-        loss = tf.compat.v1.losses.mean_squared_error(labels, predictions["predictions"])
+        loss = tf.compat.v1.losses.mean_squared_error(labels, predictions["predictions"], weights=weights)
         metrics = {"mae": tf.compat.v1.metrics.mean_absolute_error(labels, predictions["predictions"])}
     optimizer = tf.compat.v1.train.AdamOptimizer(params["learning_rate"])
     train_op = optimizer.minimize(loss, global_step=tf.compat.v1.train.get_global_step())

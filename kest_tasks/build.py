@@ -17,7 +17,7 @@ from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.stage import StageResult, run_once, stage_function
 from kest_tasks.storage import write_json_atomic
-from kest_tasks.tfdata import InputPlan, InputSpec, plan_model_inputs, raw_plan
+from kest_tasks.tfdata import InputPlan, InputSpec, class_weights, plan_model_inputs, raw_plan
 from kest_tasks.tfenv import import_tensorflow
 
 log = logging.getLogger("kest.build")
@@ -73,10 +73,10 @@ def tabular_mlp(schema: Schema, config: PipelineConfig):
     for feature in schema.features:
         if feature.type == "string":
             size = len(feature.vocabulary or []) + 1
-            layer = tf.keras.Input(shape=(1,), dtype=tf.int64, name=feature.name)
+            layer = tf.keras.Input(shape=(1,), dtype=tf.int64, name=feature.key)
             encoded.append(tf.keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(layer))
         else:
-            layer = tf.keras.Input(shape=(1,), dtype=tf.float32, name=feature.name)
+            layer = tf.keras.Input(shape=(1,), dtype=tf.float32, name=feature.key)
             std = feature.std or 1.0
             encoded.append(tf.keras.layers.Normalization(mean=feature.mean or 0.0, variance=std * std)(layer))
         inputs.append(layer)
@@ -150,6 +150,7 @@ def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> Buil
     """
     tf = import_tensorflow()
     schema = Schema.load(prepared.schema_uri)
+    class_weights(config, schema)  # a class_weight that cannot apply fails here, before any training
     if config.trainer.kind not in KERAS_KINDS:
         return run_once(run_uri, "model", BuildResult,
                         lambda tmp, final: _describe_estimator(config, schema, tmp, final))

@@ -91,10 +91,28 @@ class ValidationConfig(_Section):
         return self.severity.get(kind, DEFAULT_SEVERITY[kind])
 
 
+# Cells that mean "no value", as pandas reads them (an empty cell is always missing).
+DEFAULT_NA_VALUES = ["", "nan", "NaN", "NAN", "-nan", "NA", "N/A", "n/a", "#N/A", "null", "NULL", "None"]
+
+
+class MissingConfig(_Section):
+    """What a missing value becomes, per kind of column; the same in training, evaluation and serving."""
+
+    numeric: Literal["mean", "median", "zero", "error"] = Field(
+        "mean", description="Missing numbers: the training split's mean or median, zero, or an error naming the "
+        "first missing cell.",
+    )
+    string: Literal["token", "error"] = Field(
+        "token", description="Missing text: the empty-string token (a category of its own when the training split "
+        "has missing values), or an error naming the first missing cell.",
+    )
+
+
 class DatasetConfig(_Section):
-    source: Literal["csv", "tfds", "npz"] = Field("csv", description="Kind of input data.")
+    source: Literal["csv", "parquet", "tfrecord", "tfds", "npz"] = Field("csv", description="Kind of input data.")
     path: str | None = Field(
-        None, description="CSV or .npz file, or a glob of them; may hold {SPAN} (relative to the config file)."
+        None, description="CSV, Parquet, TFRecord or .npz file, or a glob of them; may hold {SPAN} (relative to the "
+        "config file).",
     )
     splits: dict[SplitName, str] | None = Field(
         None, description="Pre-split inputs: one path or glob per split, instead of `path` and hash splitting."
@@ -105,6 +123,20 @@ class DatasetConfig(_Section):
     delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field delimiter.")
     column_types: dict[str, Literal["int", "float", "string"]] = Field(
         default_factory=dict, description="Force a column's type instead of inferring it."
+    )
+    label_kind: Literal["auto", "classification", "regression"] = Field(
+        "auto", description="auto: text or few distinct whole numbers → classification, other numbers → regression."
+    )
+    missing: MissingConfig = Field(default_factory=MissingConfig)
+    na_values: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_NA_VALUES), description="CSV cells read as missing values."
+    )
+    non_finite: Literal["error", "clip"] = Field(
+        "error", description="inf, -inf and numbers beyond float32: an error naming file, row and column, or clip: "
+        "kept and clipped to the column's min/max.",
+    )
+    skip_repeated_headers: bool = Field(
+        False, description="CSV: skip lines that repeat the header (files joined with cat) instead of failing."
     )
     schema_file: str | None = Field(None, description="Pinned schema.json to validate new data against.")
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
@@ -179,6 +211,10 @@ class TrainerConfig(_Section):
     )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="Stop training when an evaluation metric stops improving (evaluated at each checkpoint)."
+    )
+    class_weight: Literal["none", "balanced"] | dict[str, float] = Field(
+        "none", description="Weigh each training example's loss by its class: balanced (train rows / (classes × rows "
+        "of the class)) or a mapping class name → weight (others 1).",
     )
     warm_start: Literal["none", "champion"] = Field(
         "none", description="champion: start from the trainable weights of the model currently published as "

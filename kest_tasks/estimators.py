@@ -12,6 +12,7 @@ from typing import Any
 
 from kest_tasks.config import ConfigError, PipelineConfig
 from kest_tasks.schema import Schema
+from kest_tasks.tfdata import WEIGHT_KEY, class_weights
 from kest_tasks.tfenv import import_tensorflow
 from kest_tasks.warm_start import estimator_warm_start, load_trainable_weights
 
@@ -104,11 +105,11 @@ def feature_columns(schema: Schema, style: str, embedding_dim: int = 8) -> list[
     for feature in schema.features:
         if feature.type == "string":
             categorical = fc.categorical_column_with_vocabulary_list(
-                feature.name, feature.vocabulary or [""], num_oov_buckets=1
+                feature.key, feature.vocabulary or [""], num_oov_buckets=1
             )
             columns.append(fc.embedding_column(categorical, embedding_dim) if style == "dnn" else categorical)
         else:
-            columns.append(fc.numeric_column(feature.name, normalizer_fn=_normalizer(feature.mean or 0.0,
+            columns.append(fc.numeric_column(feature.key, normalizer_fn=_normalizer(feature.mean or 0.0,
                                                                                      feature.std or 1.0)))
     return columns
 
@@ -123,7 +124,8 @@ def premade_estimator(config: PipelineConfig, schema: Schema, estimator_config, 
     def adam():
         return tf.keras.optimizers.legacy.Adam(learning_rate=learning_rate)
 
-    common = {"config": estimator_config, "warm_start_from": warm_start_from, **head}
+    weighted = {"weight_column": WEIGHT_KEY} if class_weights(config, schema) else {}
+    common = {"config": estimator_config, "warm_start_from": warm_start_from, **head, **weighted}
     if premade.type == "linear":
         kind = tf.estimator.LinearClassifier if classify else tf.estimator.LinearRegressor
         return kind(feature_columns=feature_columns(schema, "linear"), optimizer=adam, **common)
@@ -177,6 +179,6 @@ def make_estimator(
         raise ConfigError(f"trainer.kind {kind!r} is not an Estimator")
     model_fn = import_function(config.trainer.model_fn, config.model.code_dir, "trainer.model_fn")
     params = {"schema": schema.model_dump(mode="json"), "learning_rate": config.model.learning_rate,
-              **config.model.params}
+              "weight_feature": WEIGHT_KEY if class_weights(config, schema) else None, **config.model.params}
     return tf.estimator.Estimator(model_fn=model_fn, config=estimator_config, params=params,
                                   warm_start_from=warm_start_from)

@@ -22,7 +22,7 @@ from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.stage import StageResult, run_once, stage_function
 from kest_tasks.storage import read_json, write_json_atomic
-from kest_tasks.tfdata import read_examples, to_model_inputs, vocabulary_tables
+from kest_tasks.tfdata import read_examples, to_label_units, to_model_inputs, vocabulary_tables
 from kest_tasks.tfenv import import_tensorflow
 from kest_tasks.train import TrainResult, checkpoint_step
 
@@ -77,17 +77,26 @@ def _estimator_outputs(config: PipelineConfig, prepared: PrepareResult, built: B
     return np.concatenate([np.asarray(model_output(batch, built)) for batch in batches])
 
 
+def _slice_keys(config: PipelineConfig, schema: Schema) -> dict[str, str]:
+    """evaluate.slice_by's features (as the data names them) → their keys among the model features."""
+    return {name: schema.feature(name).key for name in config.evaluate.slice_by}
+
+
 def score_trained_model(config: PipelineConfig, prepared: PrepareResult, built: BuildResult, checkpoint: str,
                         work: Path) -> ScoredSplit:
-    """The test split scored by the run's trained model at `checkpoint`."""
+    """The test split scored by the run's trained model at `checkpoint`: outputs in the label's units, and the
+    slice_by features kept under their names in the data."""
     schema = Schema.load(prepared.schema_uri)
-    keep = config.evaluate.slice_by
+    keep = _slice_keys(config, schema)
     if config.trainer.kind in KERAS_KINDS:
         predict = import_tensorflow().function(trained_forward_pass(built, checkpoint).forward)
-        return run_over_split(split_batches(config, prepared, schema), keep, predict)
-    outputs = _estimator_outputs(config, prepared, built, schema, checkpoint, str(work / "estimator"))
-    scored = run_over_split(split_batches(config, prepared, schema), keep, None)
-    scored.outputs = outputs
+        scored = run_over_split(split_batches(config, prepared, schema), list(keep.values()), predict)
+    else:
+        outputs = _estimator_outputs(config, prepared, built, schema, checkpoint, str(work / "estimator"))
+        scored = run_over_split(split_batches(config, prepared, schema), list(keep.values()), None)
+        scored.outputs = outputs
+    scored.outputs = to_label_units(scored.outputs, schema)
+    scored.features = {name: scored.features[key] for name, key in keep.items()}
     return scored
 
 
@@ -98,7 +107,7 @@ def evaluate(
     """Score the final training checkpoint on every test example; write metrics.json (metrics, confusion
     matrix for classifiers, slices) and predictions.npz."""
     schema = Schema.load(prepared.schema_uri)
-    unknown = [name for name in config.evaluate.slice_by if name not in schema.feature_names]
+    unknown = [name for name in config.evaluate.slice_by if not schema.has_feature(name)]
     if unknown:
         raise ConfigError(f"evaluate.slice_by: no feature {unknown[0]!r} (features: {', '.join(schema.feature_names)})")
 

@@ -24,10 +24,19 @@ from kest_tasks.errors import KestError
 from kest_tasks.estimators import make_estimator, model_output, run_config
 from kest_tasks.native import trained_forward_pass
 from kest_tasks.prepare import PrepareResult
-from kest_tasks.schema import Schema
+from kest_tasks.schema import LabelSchema, Schema
 from kest_tasks.serving_check import to_plain_list
 from kest_tasks.stage import StageResult, run_once, stage_function
-from kest_tasks.tfdata import feature_dtypes, parse_spec, record_dataset, to_model_inputs, vocabulary_tables
+from kest_tasks.tfdata import (
+    model_features,
+    parse_spec,
+    record_dataset,
+    serving_dtypes,
+    serving_features,
+    to_label_units,
+    to_model_inputs,
+    vocabulary_tables,
+)
 from kest_tasks.tfenv import import_tensorflow
 from kest_tasks.train import TrainResult
 
@@ -53,12 +62,14 @@ class ExportResult(StageResult):
     latency_ms_p99: float = 0.0
 
 
-def prediction_outputs(output, classes: list[str] | None) -> dict:
+def prediction_outputs(output, label: LabelSchema) -> dict:
     """What a client gets for the model's raw output: for classifiers logits, probabilities, class ids and class
-    names (a binary head's single logit is the positive class's); for regressors the predicted values."""
+    names (a binary head's single logit is the positive class's); for regressors the predicted values in the
+    label's units (models train on standardised targets)."""
     tf = import_tensorflow()
+    classes = label.classes if label.kind == "classification" else None
     if not classes:
-        return {"predictions": tf.reshape(output, [-1])}
+        return {"predictions": tf.reshape(to_label_units(output, Schema(features=[], label=label, rows=0)), [-1])}
     if output.shape[-1] == 1 and len(classes) == 2:
         positive = tf.sigmoid(output)
         probabilities = tf.concat([1.0 - positive, positive], axis=-1)
@@ -78,7 +89,7 @@ def _serving_estimator(config: PipelineConfig, built: BuildResult, schema: Schem
         spec = inner_model_fn(features, labels, mode, config)
         if mode != tf.estimator.ModeKeys.PREDICT:
             return spec
-        predictions = prediction_outputs(model_output(spec.predictions, built), schema.label.classes)
+        predictions = prediction_outputs(model_output(spec.predictions, built), schema.label)
         return tf.estimator.EstimatorSpec(
             mode=mode, predictions=predictions, scaffold=spec.scaffold,
             export_outputs={"serving_default": tf.estimator.export.PredictOutput(predictions)},
@@ -88,16 +99,17 @@ def _serving_estimator(config: PipelineConfig, built: BuildResult, schema: Schem
 
 
 def _serving_input_fn(schema: Schema, built: BuildResult):
-    """Receiver: raw named features for `serving_default`; serialized tf.Examples, parsed into those same feature
-    tensors, for the `predict_examples` alternative."""
+    """Receiver: the features by TensorFlow-safe name for `serving_default` (numbers as float32, NaN where missing);
+    serialized tf.Examples, parsed into those same tensors, for the `predict_examples` alternative."""
     tf = import_tensorflow()
 
     def receiver():
         examples = tf.compat.v1.placeholder(tf.string, [None], name="examples")
-        raw = tf.io.parse_example(examples, parse_spec(schema, with_label=False))
+        # Feeding these intermediate tensors is what serving_default does; predict_examples computes them.
+        raw = serving_features(tf.io.parse_example(examples, parse_spec(schema, with_label=False)), schema)
         tables = vocabulary_tables(built.input_plan)
         return tf.estimator.export.ServingInputReceiver(
-            to_model_inputs(raw, built.input_plan, tables), raw,
+            to_model_inputs(model_features(raw, schema), built.input_plan, tables), raw,
             receiver_tensors_alternatives={EXAMPLES_SIGNATURE: {"examples": examples}},
         )
 
@@ -124,7 +136,7 @@ def _test_examples(prepared: PrepareResult, schema: Schema, count: int) -> tuple
     """The first `count` test examples, serialized as stored, and parsed as the serving signature takes them."""
     tf = import_tensorflow()
     records = next(iter(record_dataset(prepared.files["test"], prepared.compression).batch(count)))
-    parsed = tf.io.parse_example(records, parse_spec(schema, with_label=False))
+    parsed = serving_features(tf.io.parse_example(records, parse_spec(schema, with_label=False)), schema)
     return list(records.numpy()), {name: to_plain_list(values.numpy()) for name, values in parsed.items()}
 
 
@@ -233,7 +245,7 @@ def _export_estimator(
     def query_input_fn():
         tables = vocabulary_tables(built.input_plan)
         return tf.data.Dataset.from_tensor_slices(rows).batch(len(next(iter(rows.values())))).map(
-            lambda features: to_model_inputs(features, built.input_plan, tables)
+            lambda features: to_model_inputs(model_features(features, schema), built.input_plan, tables)
         )
 
     in_process = estimator.predict(query_input_fn, checkpoint_path=trained.checkpoint, yield_single_examples=False)
@@ -248,17 +260,17 @@ def _export_native(
     """Save the natively trained model as a SavedModel with the Estimator export's serving signature."""
     tf = import_tensorflow()
     module = trained_forward_pass(built, trained.checkpoint)
-    specs = {name: tf.TensorSpec([None], dtype, name=name) for name, dtype in feature_dtypes(schema).items()}
+    specs = {name: tf.TensorSpec([None], dtype, name=name) for name, dtype in serving_dtypes(schema).items()}
 
     @tf.function(input_signature=[specs])
     def serve(features):
-        return prediction_outputs(module.forward(features), schema.label.classes)
+        return prediction_outputs(module.forward(model_features(features, schema)), schema.label)
 
     example_spec = parse_spec(schema, with_label=False)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def predict_examples(examples):
-        return serve(tf.io.parse_example(examples, example_spec))
+        return serve(serving_features(tf.io.parse_example(examples, example_spec), schema))
 
     module.serve, module.predict_examples = serve, predict_examples
     tf.saved_model.save(module, str(saved_model_dir), signatures={

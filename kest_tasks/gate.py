@@ -115,7 +115,7 @@ def score_saved_model(config: PipelineConfig, prepared: PrepareResult, saved_mod
     except (OSError, KeyError, ValueError) as error:
         raise ChampionError(f"cannot load {saved_model_dir}: {str(error).splitlines()[0]}") from None
     inputs = signature.structured_input_signature[1]
-    missing = sorted(set(inputs) - set(schema.feature_names))
+    missing = sorted(set(inputs) - set(schema.feature_keys))
     if missing:
         raise ChampionError(f"it needs features this dataset lacks: {', '.join(missing)}")
     output = "logits" if schema.label.kind == "classification" else "predictions"

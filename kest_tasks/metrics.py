@@ -115,5 +115,7 @@ def sliced_scores(labels: np.ndarray, outputs: np.ndarray, classes: list[str] | 
         for value in values:
             rows = column == value
             shown = value.decode() if isinstance(value, bytes) else (value.item() if hasattr(value, "item") else value)
+            if isinstance(shown, float) and shown.is_integer():
+                shown = int(shown)  # numbers reach models as float32: an int feature's 3 is shown as 3
             slices[f"{name}{SLICE_SEPARATOR}{shown}"] = score(labels[rows], outputs[rows], classes)
     return slices

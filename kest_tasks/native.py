@@ -17,7 +17,7 @@ from kest_tasks.config import ConfigError, EarlyStoppingConfig, PipelineConfig
 from kest_tasks.estimators import cluster_task, distribution_strategy, model_output
 from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
-from kest_tasks.tfdata import read_examples, to_model_inputs, vocabulary_tables
+from kest_tasks.tfdata import class_weights, read_examples, to_model_inputs, vocabulary_tables
 from kest_tasks.tfenv import import_tensorflow
 from kest_tasks.warm_start import load_trainable_weights, read_keras_weights
 
@@ -122,11 +122,13 @@ def fit(
     manager = tf.train.CheckpointManager(checkpoint, str(save_dir), max_to_keep=trainer.keep_checkpoint_max,
                                          checkpoint_name=CHECKPOINT_NAME)
     schema = Schema.load(prepared.schema_uri)
+    weights = class_weights(config, schema)
 
     def split(name: str, training: bool):
         return read_examples(prepared.files[name], schema, prepared.compression, trainer.batch_size,
                              shuffle_buffer=trainer.shuffle_buffer if training else 0, repeat=training,
-                             seed=config.seed, plan=built.input_plan)
+                             seed=config.seed, plan=built.input_plan, training_targets=True,
+                             class_weights=weights)
 
     if initial_step >= trainer.steps:
         metrics = model.evaluate(split("eval", False), return_dict=True, verbose=0)

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from kest_tasks import examples
 from kest_tasks.config import DatasetConfig, PipelineConfig
+from kest_tasks.names import tf_names
 from kest_tasks.schema import Schema
 from kest_tasks.sources import Chunk, DataError, SourcePlan, WiderTypeNeeded, arrow_type, plan_sources, read_chunks
 from kest_tasks.stage import StageResult, run_once, stage_function
@@ -33,6 +34,7 @@ __all__ = ["DataError", "PrepareResult", "prepare", "shard_name", "split_of_hash
 
 SPLITS = ("train", "eval", "test")
 PROGRESS_EVERY_ROWS = 1_000_000
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class PrepareResult(StageResult):
@@ -201,7 +203,7 @@ class _Pass:
             raise DataError(f"{chunk.origin}: dataset.split.key column(s) {missing_keys} not in data "
                             f"(columns: {', '.join(names)})")
         self.kept = self.validator.check_columns(names, chunk.origin) if self.validator else list(names)
-        self.columns = {name: ColumnStats(name) for name in names}
+        self.columns = {name: ColumnStats(name, is_label=name == self.dataset.label) for name in names}
         self.first_origin = chunk.origin
 
     def add(self, chunk: Chunk) -> None:
@@ -214,19 +216,21 @@ class _Pass:
         batch = chunk.batch
         arrays = {}
         for name in batch.schema.names:
-            array = batch.column(name)
+            array = self._finite_or_missing(name, batch.column(name), chunk)
             if self.validator and name in self.kept:
                 array = self.validator.conform(name, array, chunk)
-            self.columns[name].add(array, chunk)
             arrays[name] = array
         batch = pa.RecordBatch.from_pydict(arrays)
-        if self.validator:
-            self.validator.check(batch.select(self.kept), chunk)
         if chunk.split is not None:
             assignment = np.full(batch.num_rows, SPLITS.index(chunk.split))
         else:
             key = self.dataset.split.key or batch.schema.names
             assignment = split_of_hashes(row_hashes(batch, key), self.dataset.split.fractions())
+        train = assignment == 0
+        for name, array in arrays.items():
+            self.columns[name].add(array, chunk, train)
+        if self.validator:
+            self.validator.check(batch.select(self.kept), chunk)
         encode = _encoder(batch, self.kept)
         for index, split in enumerate(SPLITS):
             rows = np.flatnonzero(assignment == index)
@@ -237,6 +241,29 @@ class _Pass:
         if self.rows // PROGRESS_EVERY_ROWS > before // PROGRESS_EVERY_ROWS:
             elapsed = time.monotonic() - self.started
             log.info("prepare: %d rows so far, %.0f rows/s", self.rows, self.rows / elapsed)
+
+    def _finite_or_missing(self, name: str, array: pa.Array, chunk: Chunk) -> pa.Array:
+        """A float column with NaN made missing, and numbers that are infinite or beyond float32 (what the
+        TFRecords hold) refused with their row — or, with dataset.non_finite: clip, kept as ±inf for the readers
+        to clip to the column's range."""
+        if not pa.types.is_floating(array.type):
+            return array
+        values = array.to_numpy(zero_copy_only=False)  # missing values read as NaN
+        with np.errstate(invalid="ignore"):
+            beyond = np.abs(values) > FLOAT32_MAX
+        nan = np.isnan(values)
+        if beyond.any():
+            first = int(np.flatnonzero(beyond)[0])
+            where = f"{chunk.origin} row {chunk.first_row + first} column {name!r}"
+            if name == self.dataset.label:
+                raise DataError(f"{where}: label {float(values[first])!r} is not a finite number")
+            if self.dataset.non_finite == "error":
+                raise DataError(f"{where}: {float(values[first])!r} is not a finite float32 number; fix it, or set "
+                                "dataset.non_finite: clip to clip such values to the column's range")
+            values = np.where(beyond, np.copysign(np.inf, values), values)
+        elif array.null_count == nan.sum():
+            return array
+        return pa.array(values, type=pa.float64(), mask=nan)
 
     def run(self) -> None:
         """Read every chunk, then check the whole and write schema.json, stats.json and anomalies.json."""
@@ -258,10 +285,12 @@ class _Pass:
         forced = set(self.dataset.column_types)
         for stats in self.columns.values():
             stats.check_numeric_text(forced=stats.name in forced or self.validator is not None)
+            if stats.name != self.dataset.label:
+                stats.check_missing(self.dataset.missing)
         size = self.dataset.vocabulary_size
-        inferred = infer_schema(self.columns, self.dataset.label, size, self.rows)
+        inferred = infer_schema(self.columns, self.dataset, self.rows)
         anomalies = self.validator.finish(self.columns) if self.validator else []
-        schema = self.pinned.model_copy(update={"rows": self.rows}) if self.pinned else inferred
+        schema = _pinned_schema(self.pinned, self.rows) if self.pinned else inferred
         split_rows = {split: self.writers[split].rows for split in SPLITS}
         empty = [split for split, count in split_rows.items() if count == 0]
         if empty:
@@ -276,6 +305,17 @@ class _Pass:
         self.split_rows = split_rows
         self.inputs = inputs
         self.anomalies = anomalies
+
+
+def _pinned_schema(pinned: Schema, rows: int) -> Schema:
+    """The pinned schema for this data: its statistics, with TensorFlow names and fill values where an older
+    schema.json lacks them."""
+    names = tf_names(pinned.feature_names)
+    features = [feature.model_copy(update={
+        "tf_name": feature.tf_name or names[feature.name],
+        "fill": feature.fill if feature.fill is not None else ("" if feature.type == "string" else feature.mean or 0.0),
+    }) for feature in pinned.features]
+    return pinned.model_copy(update={"rows": rows, "features": features})
 
 
 def _initial_types(dataset: DatasetConfig) -> dict[str, pa.DataType]:

@@ -182,8 +182,10 @@ def report(config: PipelineConfig, run_uri: str) -> ReportResult:
         feature_rows = []
         for feature in schema["features"]:
             column = stats.get(feature["name"], {})
-            feature_rows.append([feature["name"], feature["type"], column.get("missing"), column.get("mean"),
-                                 column.get("std"), len(feature.get("vocabulary") or []) or None])
+            fill = feature.get("fill")
+            feature_rows.append([feature["name"], feature.get("tf_name") or feature["name"], feature["type"],
+                                 column.get("missing"), '"" (token)' if fill == "" else fill, feature.get("mean"),
+                                 feature.get("std"), len(feature.get("vocabulary") or []) or None])
         exported = run / "export" / RESULT_FILE
         export_line = ""
         if exported.exists():
@@ -199,7 +201,11 @@ def report(config: PipelineConfig, run_uri: str) -> ReportResult:
             f"</p>",
             "<h2>Data</h2>",
             _table(["split", "rows"], sorted(prepared["split_rows"].items())),
-            _table(["feature", "type", "missing", "mean", "std", "vocabulary"], feature_rows),
+            _table(["feature", "TensorFlow name", "type", "missing", "missing → (all signatures)", "train mean",
+                    "train std", "vocabulary"], feature_rows),
+            "<p>Models and the <code>serving_default</code> signature take features by their TensorFlow name "
+            "(numbers as float32; NaN is a missing value); <code>predict_examples</code> takes tf.Examples keyed by "
+            "the feature names.</p>",
             f"<p>Label {html.escape(schema['label']['name'])} ({schema['label']['kind']}"
             + (f"; classes {html.escape(', '.join(schema['label']['classes']))}" if schema["label"].get("classes")
                else "") + ").</p>",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import pyarrow.csv as pacsv
 
 from kest_tasks.config import DatasetConfig
 from kest_tasks.errors import KestError
+
+log = logging.getLogger("kest.prepare")
 
 CHUNK_ROWS = 32_768
 RANGE_BYTES = 2 << 20
@@ -87,7 +90,7 @@ def read_chunks(dataset: DatasetConfig, plan: SourcePlan, column_types: dict[str
     for split, files in plan.inputs.items():
         for file in files:
             if dataset.source == "csv":
-                chunks = _csv_chunks(Path(file), dataset.delimiter, column_types)
+                chunks = _csv_chunks(Path(file), dataset, column_types)
             elif dataset.source == "npz":
                 chunks = _npz_chunks(Path(file))
             else:
@@ -119,23 +122,42 @@ def csv_header(path: Path, delimiter: str) -> list[str]:
     if not header:
         raise DataError(f"{path}: file is empty (expected a header row)")
     header = [name.strip() for name in header]
-    duplicates = sorted({name for name in header if header.count(name) > 1})
-    if duplicates or "" in header:
-        raise DataError(f"{path} row 1: header has duplicate or empty column names: {duplicates or ['']}")
+    check_column_names(header, f"{path} row 1")
     return header
 
 
-def _csv_chunks(path: Path, delimiter: str, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
+def check_column_names(names: list[str], where: str) -> None:
+    """Raise DataError naming the first empty or repeated column name by its position (1-based)."""
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if not name:
+            raise DataError(f"{where} column {position}: empty header cell; every column needs a name")
+        if name in seen:
+            raise DataError(f"{where} column {position}: header {name!r} repeats column {seen[name]}; "
+                            "column names must be unique")
+        seen[name] = position
+
+
+def _repeated_headers(data: bytes, header_line: bytes) -> list[int]:
+    """Byte offsets of the lines in `data` that repeat the header line exactly (files joined with `cat`)."""
+    pattern = re.compile(rb"(?:^|(?<=\n))" + re.escape(header_line) + rb"\r?(?:\n|$)")
+    return [match.start() for match in pattern.finditer(data)]
+
+
+def _csv_chunks(path: Path, dataset: DatasetConfig, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
     """The CSV in byte ranges of ~RANGE_BYTES cut at line ends, each parsed by pyarrow's multi-threaded
     `read_csv` (twice as fast here as its streaming reader). Types guessed on the first range are imposed on
     the rest, so every chunk of a file has the same schema; a later value that does not fit widens the column.
+    A line repeating the header is an error naming its row, or skipped (dataset.skip_repeated_headers).
     """
+    delimiter = dataset.delimiter
     header = csv_header(path, delimiter)
     types = {k: v for k, v in column_types.items() if k in header}
     row = 2
+    skipped = 0
     try:
         with open(path, "rb") as handle:
-            handle.readline()
+            header_line = handle.readline().rstrip(b"\r\n")
             carry = b""
             while True:
                 block = handle.read(RANGE_BYTES)
@@ -147,33 +169,53 @@ def _csv_chunks(path: Path, delimiter: str, column_types: dict[str, pa.DataType]
                     carry = data
                     continue
                 carry = data[cut:]
-                table = pacsv.read_csv(
-                    pa.py_buffer(data[:cut]),
-                    read_options=pacsv.ReadOptions(column_names=header, block_size=8 << 20),
-                    parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                    convert_options=pacsv.ConvertOptions(
-                        column_types=types, null_values=[""], strings_can_be_null=True,
-                        quoted_strings_can_be_null=True, true_values=["\x00true"], false_values=["\x00false"],
-                        timestamp_parsers=[],
-                    ),
-                )
-                types = dict(zip(table.schema.names, table.schema.types))
-                for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
-                    yield Chunk(batch, str(path), row)
-                    row += batch.num_rows
+                block_start = 0
+                for offset in _repeated_headers(data[:cut], header_line) + [cut]:
+                    if offset > block_start:
+                        table = _parse_csv_range(data[block_start:offset], header, delimiter, types, dataset)
+                        types = dict(zip(table.schema.names, table.schema.types))
+                        for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
+                            yield Chunk(batch, str(path), row)
+                            row += batch.num_rows
+                    if offset == cut:
+                        break
+                    if not dataset.skip_repeated_headers:
+                        raise DataError(f"{path} row {row}: the header line is repeated inside the data (files "
+                                        "joined with cat?); remove it, or set dataset.skip_repeated_headers: true")
+                    skipped += 1
+                    row += 1
+                    block_start = data.index(b"\n", offset) + 1 if b"\n" in data[offset:cut] else cut
     except pa.ArrowInvalid as error:
-        raise _explain_csv_error(path, delimiter, header, str(error), column_types) from None
+        raise _explain_csv_error(path, dataset, header, str(error), column_types) from None
+    if skipped:
+        log.warning("prepare: %s: skipped %d repeated header line(s) (dataset.skip_repeated_headers)", path, skipped)
 
 
-def _explain_csv_error(path: Path, delimiter: str, header: list[str], message: str, column_types) -> Exception:
+def _parse_csv_range(data: bytes, header: list[str], delimiter: str, types: dict[str, pa.DataType],
+                     dataset: DatasetConfig) -> pa.Table:
+    return pacsv.read_csv(
+        pa.py_buffer(data),
+        read_options=pacsv.ReadOptions(column_names=header, block_size=8 << 20),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types, null_values=list(dataset.na_values) or [""], strings_can_be_null=True,
+            quoted_strings_can_be_null=True, true_values=["\x00true"], false_values=["\x00false"],
+            timestamp_parsers=[],
+        ),
+    )
+
+
+def _explain_csv_error(path: Path, dataset: DatasetConfig, header: list[str], message: str, column_types
+                       ) -> Exception:
     """Turn a pyarrow parse error into a widening request or a DataError naming row and column."""
+    delimiter = dataset.delimiter
     conversion = re.search(r"In CSV column #(\d+): .*CSV conversion error to (\w+)", message)
     if conversion:
         column = header[int(conversion.group(1))]
         failed = {"null": pa.null(), "int64": pa.int64(), "double": pa.float64()}.get(conversion.group(2))
         if column not in column_types and failed in _WIDER:
             return WiderTypeNeeded(column, _WIDER[failed])
-        return _first_bad_value(path, delimiter, header, column, conversion.group(2))
+        return _first_bad_value(path, dataset, header, column, conversion.group(2))
     # Rare paths (ragged rows, bad bytes): a row-by-row scan finds the exact line for the message.
     try:
         with open(path, newline="", encoding="utf-8") as handle:
@@ -191,16 +233,17 @@ def _explain_csv_error(path: Path, delimiter: str, header: list[str], message: s
     return DataError(f"{path}: unreadable CSV: {message.splitlines()[0]}")
 
 
-def _first_bad_value(path: Path, delimiter: str, header: list[str], column: str, kind: str) -> DataError:
+def _first_bad_value(path: Path, dataset: DatasetConfig, header: list[str], column: str, kind: str) -> DataError:
     parse = int if kind == "int64" else float
     position = header.index(column)
+    missing = set(dataset.na_values)
     with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
+        reader = csv.reader(handle, delimiter=dataset.delimiter)
         next(reader)
         for fields in reader:
             value = fields[position].strip() if position < len(fields) else ""
             try:
-                if value:
+                if value and value not in missing:
                     parse(value)
             except ValueError:
                 return DataError(f"{path} row {reader.line_num} column {column!r}: {value!r} is not a valid "

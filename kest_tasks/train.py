@@ -19,7 +19,7 @@ from kest_tasks.prepare import PrepareResult
 from kest_tasks.schema import Schema
 from kest_tasks.stage import StageResult, stage_dir, stage_function
 from kest_tasks.storage import read_json, write_json_atomic
-from kest_tasks.tfdata import read_examples
+from kest_tasks.tfdata import WEIGHT_KEY, class_weights, read_examples
 from kest_tasks.tfenv import import_tensorflow
 from kest_tasks.warm_start import champion_checkpoint
 
@@ -39,15 +39,26 @@ class TrainResult(StageResult):
 
 
 def input_fn(config: PipelineConfig, prepared: PrepareResult, built: BuildResult, split: str, training: bool):
-    """An Estimator input_fn over one split: shuffled and repeated for training, one full pass otherwise."""
+    """An Estimator input_fn over one split: shuffled and repeated for training, one full pass otherwise.
+
+    Targets are the training targets (regression labels standardised); with trainer.class_weight each example
+    carries its class weight, as model_to_estimator expects it ({"features", "sample_weights"}) or as the feature
+    WEIGHT_KEY (premade heads' weight_column, model_fns).
+    """
     schema = Schema.load(prepared.schema_uri)
+    weights = class_weights(config, schema)
 
     def make():
-        return read_examples(
+        dataset = read_examples(
             prepared.files[split], schema, prepared.compression, config.trainer.batch_size,
             shuffle_buffer=config.trainer.shuffle_buffer if training else 0,
-            repeat=training, seed=config.seed, plan=built.input_plan,
+            repeat=training, seed=config.seed, plan=built.input_plan, training_targets=True, class_weights=weights,
         )
+        if weights is None:
+            return dataset
+        if config.trainer.kind == "keras":
+            return dataset.map(lambda x, y, w: ({"features": x, "sample_weights": w}, y))
+        return dataset.map(lambda x, y, w: ({**x, WEIGHT_KEY: w}, y))
 
     return make
 

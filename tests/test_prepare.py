@@ -35,14 +35,24 @@ def test_iris_schema_stats_and_split(iris_config, tmp_path):
     assert {f.type for f in schema.features} == {"float"}
     assert schema.label.kind == "classification" and schema.label.type == "string"
     assert schema.label.classes == ["setosa", "versicolor", "virginica"]
+    # The schema holds the training split's statistics (what models normalise and impute with) ...
+    train = np.concatenate([f["petal_length"].numpy() for f, _ in read_examples(result.files["train"], schema,
+                                                                                 "GZIP", 1000)])
     petal_length = schema.feature("petal_length")
-    assert petal_length.min == 1.0 and petal_length.max == 6.9 and abs(petal_length.mean - 3.758) < 1e-3
+    assert petal_length.min == 1.0 and petal_length.max == 6.9  # the range is the whole column's
+    assert petal_length.mean == pytest.approx(train.mean(), rel=1e-6)
+    assert petal_length.std == pytest.approx(train.std(), rel=1e-5)
+    assert petal_length.median == pytest.approx(float(np.median(train))) and petal_length.fill == petal_length.mean
+    assert petal_length.tf_name == "petal_length"
     assert result.rows == 150 and sum(result.split_rows.values()) == 150
     assert 85 <= result.split_rows["train"] <= 120 and min(result.split_rows.values()) >= 10
     stats = json.loads(open(result.stats_uri).read())
     assert stats["columns"]["species"]["top_values"] == [
         {"value": "setosa", "count": 50}, {"value": "versicolor", "count": 50}, {"value": "virginica", "count": 50}]
     assert stats["columns"]["sepal_width"]["missing"] == 0
+    # ... stats.json the whole column's.
+    whole = stats["columns"]["petal_length"]
+    assert whole["min"] == 1.0 and whole["max"] == 6.9 and abs(whole["mean"] - 3.758) < 1e-3
 
 
 def test_the_same_input_gives_the_same_bytes(iris_config, tmp_path):
@@ -169,7 +179,8 @@ def test_mixed_types_and_missing_values(iris_config, tmp_path):
     schema = Schema.load(result.schema_uri)
     assert {f.name: f.type for f in schema.features} == {"count": "int", "size": "float", "colour": "string"}
     colour = schema.feature("colour")
-    assert colour.missing == 20 and colour.vocabulary == ["red"]
+    # Missing text is the empty-string token, a category of its own since the training split has some.
+    assert colour.missing == 20 and colour.vocabulary == ["red", ""] and colour.fill == ""
     assert schema.label.classes == ["x", "y"]
     stats = json.loads(open(result.stats_uri).read())["columns"]
     assert stats["colour"]["missing_fraction"] == pytest.approx(1 / 3)
