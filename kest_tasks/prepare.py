@@ -24,7 +24,7 @@ from kest_tasks.names import tf_names
 from kest_tasks.schema import Schema
 from kest_tasks.sources import Chunk, DataError, SourcePlan, WiderTypeNeeded, arrow_type, plan_sources, read_chunks
 from kest_tasks.stage import StageResult, run_once, stage_function
-from kest_tasks.stats import ColumnStats, infer_schema
+from kest_tasks.stats import ColumnStats, infer_schema, kind_of
 from kest_tasks.storage import write_json_atomic
 from kest_tasks.validation import Validator
 
@@ -228,7 +228,11 @@ class _Pass:
             assignment = split_of_hashes(row_hashes(batch, key), self.dataset.split.fractions())
         train = assignment == 0
         for name, array in arrays.items():
-            self.columns[name].add(array, chunk, train)
+            stats, kind = self.columns[name], kind_of(array.type)
+            if stats.rows and kind != stats.kind and name not in self.column_types:
+                # Another file (or part) holds a wider type than the first: read every input again as that type.
+                raise WiderTypeNeeded(name, arrow_type("string" if "string" in (kind, stats.kind) else "float"))
+            stats.add(array, chunk, train)
         if self.validator:
             self.validator.check(batch.select(self.kept), chunk)
         encode = _encoder(batch, self.kept)

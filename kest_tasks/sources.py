@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from kest_tasks.config import DatasetConfig
@@ -91,6 +92,10 @@ def read_chunks(dataset: DatasetConfig, plan: SourcePlan, column_types: dict[str
         for file in files:
             if dataset.source == "csv":
                 chunks = _csv_chunks(Path(file), dataset, column_types)
+            elif dataset.source == "parquet":
+                chunks = _parquet_chunks(Path(file), column_types)
+            elif dataset.source == "tfrecord":
+                chunks = _tfrecord_chunks(Path(file), column_types)
             elif dataset.source == "npz":
                 chunks = _npz_chunks(Path(file))
             else:
@@ -308,6 +313,151 @@ def _tfds_chunks(dataset: DatasetConfig) -> Iterator[Chunk]:
         record_batch = pa.RecordBatch.from_pydict(columns)
         yield Chunk(record_batch, origin, row)
         row += record_batch.num_rows
+
+
+def _parquet_chunks(path: Path, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
+    """A Parquet file in batches of CHUNK_ROWS rows (pyarrow reads one row group at a time)."""
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{path}: not a readable Parquet file ({str(error).splitlines()[0]})") from None
+    check_column_names(parquet.schema_arrow.names, f"{path} header")
+    row = 1
+    try:
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+            yield Chunk(plain_columns(batch, str(path), column_types), str(path), row)
+            row += batch.num_rows
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{path}: unreadable Parquet data after row {row - 1}: {str(error).splitlines()[0]}") from None
+
+
+def plain_columns(batch: pa.RecordBatch, origin: str, column_types: dict[str, pa.DataType]) -> pa.RecordBatch:
+    """Every column as int64, float64 or string (what prepare handles): booleans and integers → int64, floats and
+    decimals → float64, text, dictionaries, dates and times → string; dataset.column_types applied. A column of
+    lists or structs is a DataError naming it."""
+    columns = {}
+    for name, array in zip(batch.schema.names, batch.columns):
+        kind = array.type
+        if pa.types.is_dictionary(kind):
+            array, kind = array.dictionary_decode(), kind.value_type
+        if pa.types.is_boolean(kind) or pa.types.is_integer(kind):
+            target = pa.int64()
+        elif pa.types.is_floating(kind) or pa.types.is_decimal(kind) or pa.types.is_null(kind):
+            target = pa.float64()
+        elif (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_temporal(kind)):
+            target = pa.string()
+        else:
+            raise DataError(f"{origin} column {name!r}: type {kind} holds no single number or text per row; kest "
+                            "takes one scalar per row and column")
+        target = column_types.get(name, target)
+        try:
+            columns[name] = pc.cast(array, target) if array.type != target else array
+        except pa.ArrowInvalid as error:
+            raise DataError(f"{origin} column {name!r}: cannot be read as {target}: {str(error).splitlines()[0]}"
+                            ) from None
+    return pa.RecordBatch.from_pydict(columns)
+
+
+KEY_SAMPLE_RECORDS = 1000  # records of a TFRecord file read to find its keys and their types
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _tfrecord_keys(records, path: Path, column_types: dict[str, pa.DataType]) -> dict[str, str]:
+    """Feature key → kind (int, float, string) from the first records, plus any key dataset.column_types pins."""
+    import tensorflow as tf
+
+    kinds = {"int64_list": "int", "float_list": "float", "bytes_list": "string"}
+    keys: dict[str, str] = {}
+    for index, record in enumerate(records, start=1):
+        try:
+            example = tf.train.Example.FromString(record.numpy())
+        except Exception:  # protobuf's DecodeError and friends: the record is not a tf.train.Example
+            raise DataError(f"{path} record {index}: not a serialized tf.train.Example") from None
+        for key, feature in example.features.feature.items():
+            kind = feature.WhichOneof("kind")
+            if kind is None:
+                continue
+            if key in keys and keys[key] != kinds[kind]:
+                raise DataError(f"{path} record {index} key {key!r}: {kinds[kind]} values, but earlier records hold "
+                                f"{keys[key]} values")
+            keys[key] = kinds[kind]
+    for key, arrow in column_types.items():
+        keys.setdefault(key, kind_name(arrow))
+    if not keys:
+        raise DataError(f"{path}: no tf.train.Example features in its first {KEY_SAMPLE_RECORDS} records")
+    return keys
+
+
+def _tfrecord_chunks(path: Path, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
+    """A TFRecord file of tf.train.Example (gzip or not, told by its first bytes) in batches of CHUNK_ROWS records,
+    one value per key and record; keys a record lacks are missing values."""
+    from kest_tasks.tfenv import import_tensorflow
+
+    tf = import_tensorflow()
+    try:
+        with open(path, "rb") as handle:
+            compression = "GZIP" if handle.read(2) == _GZIP_MAGIC else ""
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    records = tf.data.TFRecordDataset([str(path)], compression_type=compression)
+    row = 1
+    try:
+        keys = _tfrecord_keys(records.take(KEY_SAMPLE_RECORDS), path, column_types)
+        dtypes = {"int": tf.int64, "float": tf.float32, "string": tf.string}
+        spec = {key: tf.io.VarLenFeature(dtypes[kind]) for key, kind in keys.items()}
+        for serialized in records.batch(CHUNK_ROWS):
+            count = int(serialized.shape[0])
+            try:
+                parsed = tf.io.parse_example(serialized, spec)
+            except tf.errors.InvalidArgumentError as error:
+                raise _explain_record_error(path, row, str(error)) from None
+            columns = {key: _dense_column(path, row, key, parsed[key], count) for key in keys}
+            batch = pa.RecordBatch.from_pydict(columns)
+            yield Chunk(plain_columns(batch, str(path), column_types), str(path), row)
+            row += count
+    except tf.errors.OpError as error:  # a truncated or corrupted file (bad length, CRC or gzip stream)
+        raise DataError(f"{path}: corrupt TFRecord data after record {row - 1}: "
+                        f"{error.message.splitlines()[0]}") from None
+
+
+def _dense_column(path: Path, first_row: int, key: str, sparse, count: int) -> pa.Array:
+    indices = sparse.indices.numpy()
+    values = sparse.values.numpy()
+    if len(indices) and indices[:, 1].max() > 0:
+        record = int(indices[indices[:, 1] > 0][0, 0])
+        raise DataError(f"{path} record {first_row + record} key {key!r}: several values; kest takes one value per "
+                        "feature and record")
+    present = np.zeros(count, dtype=bool)
+    present[indices[:, 0]] = True
+    if values.dtype.kind == "O":
+        text = [None] * count
+        for position, value in zip(indices[:, 0].tolist(), values.tolist()):
+            try:
+                text[position] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{path} record {first_row + position} key {key!r}: bytes that are not UTF-8 text"
+                                ) from None
+        return pa.array(text, pa.string())
+    full = np.zeros(count, dtype=np.float64 if values.dtype.kind == "f" else np.int64)
+    full[indices[:, 0]] = values
+    return pa.array(full, mask=~present)
+
+
+def _explain_record_error(path: Path, first_row: int, message: str) -> DataError:
+    """parse_example's error (e.g. a key's type differs from the first records') → one line naming the record."""
+    found = re.search(r"Name: [^,]*, Key: ([^,]+), Index: (\d+)\.\s*(.*)", message)
+    if found:
+        return DataError(f"{path} record {first_row + int(found.group(2))} key {found.group(1)!r}: "
+                         f"{found.group(3).splitlines()[0]}")
+    return DataError(f"{path} records from {first_row}: {message.splitlines()[0]}")
+
+
+def kind_name(arrow: pa.DataType) -> str:
+    return next(kind for kind, known in _ARROW_TYPES.items() if known == arrow)
 
 
 def arrow_type(kind: str) -> pa.DataType:

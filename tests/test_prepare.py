@@ -138,7 +138,7 @@ BAD_FILES = {
     "one_class": ("a,b,label\n1,2,x\n3,4,x\n", r"column 'label': label has a single class"),
     "text_in_numbers": ("a,b,label\n" + "".join(f"{i},{i}.5,{i % 2}\n" for i in range(30)) + "7,oops,1\n",
                         r"text_in_numbers.csv row 32 column 'b': 'oops' is not a number, but 96.8% of the column"),
-    "duplicate_header": ("a,a,label\n1,2,3\n", r"duplicate_header.csv row 1: header has duplicate"),
+    "duplicate_header": ("a,a,label\n1,2,3\n", r"duplicate_header.csv row 1 column 2: header 'a' repeats column 1"),
 }
 
 
