@@ -24,8 +24,8 @@ _PROBE = """
 import json, sys
 from kest_tasks.config import load_config
 from kest_tasks.prepare import prepare
-config = load_config(sys.argv[1], {"artifact_root": sys.argv[3],
-                                   "dataset": {"path": sys.argv[2], "label": "label", "compression": "NONE"}})
+config = load_config(sys.argv[1], {"artifact_root": sys.argv[3], "dataset": {
+    "path": sys.argv[2], "label": "label", "compression": "NONE", "source": sys.argv[4]}})
 rows = prepare(config, sys.argv[3] + "/runs/p6").rows
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over execve from the forking parent (the bench process,
 # large after writing the CSV), while VmHWM belongs to this process's own address space.
@@ -45,9 +45,25 @@ def write_csv(path: Path, rows: int) -> None:
             handle.write("\n".join(",".join(row) for row in np.hstack([values, labels])) + "\n")
 
 
-def peak_rss(csv_path: Path, work: Path) -> tuple[int, float]:
+def write_parquet(path: Path, rows: int) -> None:
+    """The same kind of table as write_csv, as Parquet in row groups of 128k rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(6)
+    writer = None
+    for start in range(0, rows, 500_000):
+        n = min(500_000, rows - start)
+        columns = {f"f{i}": rng.normal(size=n).round(3) for i in range(FEATURES)}
+        table = pa.table({**columns, "label": rng.integers(0, 3, size=n).astype(str)})
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table, row_group_size=128_000)
+    writer.close()
+
+
+def peak_rss(csv_path: Path, work: Path, source: str = "csv") -> tuple[int, float]:
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(REPO / "configs" / "iris.yaml"), str(csv_path), str(work)],
+        [sys.executable, "-c", _PROBE, str(REPO / "configs" / "iris.yaml"), str(csv_path), str(work), source],
         capture_output=True, text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     ).stdout
     result = json.loads(out.strip().splitlines()[-1])
@@ -65,10 +81,18 @@ def measure() -> dict[str, dict]:
             assert got == rows
             measured[rows] = rss
             csv_path.unlink()
+        parquet = {}
+        for rows in (SMALL, LARGE):
+            path = work_path / f"rows-{rows}.parquet"
+            write_parquet(path, rows)
+            got, parquet[rows] = peak_rss(path, work_path / f"parquet-{rows}", "parquet")
+            assert got == rows
+            path.unlink()
     what = f"peak RSS of prepare on {LARGE} rows vs {{}} rows ({FEATURES} floats + label)"
     return {
         "P6": entry(what.format(SMALL), measured[LARGE], measured[SMALL], "MB"),
         # Memory reaches its steady state (read range, chunk, one pending write per shard) within the first
         # ~1M rows and stays there: this entry shows the flatness beyond that point.
         "P6-1M": entry(what.format(MEDIUM), measured[LARGE], measured[MEDIUM], "MB"),
+        "P6-parquet": entry("source: parquet, " + what.format(SMALL), parquet[LARGE], parquet[SMALL], "MB"),
     }

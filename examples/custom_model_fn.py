@@ -6,7 +6,7 @@ kest calls it as an Estimator model_fn with params = {"schema": <schema.json as 
 `sepal length (cm)` becomes `sepal_length_cm`), numbers as float32 with missing values already filled, strings as
 text; labels are class indices (classification) or standardised floats (regression: kest trains on
 (label - mean) / std and returns predictions in the label's units). With trainer.class_weight, each example's
-weight is the feature named by params["weight_feature"]. Return predictions with "logits" (classification) or
+weight is the feature named by params["weight_feature"] (in training and evaluation). Return predictions with "logits" (classification) or
 "predictions" (regression) so kest's export can add probabilities and class names.
 """
 import tensorflow as tf
@@ -14,7 +14,7 @@ import tensorflow as tf
 
 def model_fn(features, labels, mode, params):
     schema = params["schema"]
-    weights = features.pop(params["weight_feature"]) if params.get("weight_feature") else 1.0
+    weights = features.pop(params["weight_feature"], 1.0) if params.get("weight_feature") else 1.0
     numeric = [f for f in schema["features"] if f["type"] != "string"]
     columns = [(tf.reshape(features[f["tf_name"]], [-1, 1]) - (f["mean"] or 0.0)) / (f["std"] or 1.0) for f in numeric]
     hidden = tf.concat(columns, axis=1)

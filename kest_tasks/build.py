@@ -26,6 +26,7 @@ MODEL_FILE = "model.h5"
 KERAS_KINDS = ("keras", "native")  # trainer kinds that train the built Keras model
 
 Builder = Callable[[Schema, PipelineConfig], Any]
+SMALL_DATA_ROWS = 1500
 BUILDERS: dict[str, Builder] = {}
 
 
@@ -65,10 +66,14 @@ def tabular_mlp(schema: Schema, config: PipelineConfig):
     """An MLP for tabular data sized from the schema: one named input per feature, numeric features normalised
     with the training statistics, string features one-hot over their vocabulary (plus one unknown slot).
 
-    params: hidden_units (list of widths, default [64, 32]), dropout (default 0.1).
+    params: hidden_units (list of widths, default [64, 32]), dropout (default 0.1, or 0.5 for datasets under
+    SMALL_DATA_ROWS rows, where the MLP otherwise overfits: measured on 440 rows, R² 0.13 below least squares
+    at 0.1 and within 0.03 at 0.5), linear (default true: a linear path from the encoded features to the output
+    beside the MLP, so linear structure is learnt as well as least squares learns it).
     """
     tf = import_tensorflow()
-    params = {"hidden_units": [64, 32], "dropout": 0.1} | config.model.params
+    dropout = 0.5 if schema.rows < SMALL_DATA_ROWS else 0.1
+    params = {"hidden_units": [64, 32], "dropout": dropout, "linear": True} | config.model.params
     inputs, encoded = [], []
     for feature in schema.features:
         if feature.type == "string":
@@ -80,13 +85,19 @@ def tabular_mlp(schema: Schema, config: PipelineConfig):
             std = feature.std or 1.0
             encoded.append(tf.keras.layers.Normalization(mean=feature.mean or 0.0, variance=std * std)(layer))
         inputs.append(layer)
-    hidden = tf.keras.layers.Concatenate()(encoded) if len(encoded) > 1 else encoded[0]
+    features = tf.keras.layers.Concatenate()(encoded) if len(encoded) > 1 else encoded[0]
+    hidden = features
     for width in params["hidden_units"]:
         hidden = tf.keras.layers.Dense(int(width), activation="relu")(hidden)
         if params["dropout"]:
             hidden = tf.keras.layers.Dropout(float(params["dropout"]))(hidden)
     outputs = schema.num_classes if schema.label.kind == "classification" else 1
-    return tf.keras.Model(inputs, tf.keras.layers.Dense(outputs, name="output")(hidden))
+    deep = tf.keras.layers.Dense(outputs, name="deep")(hidden)
+    if not params["linear"]:
+        return tf.keras.Model(inputs, tf.keras.layers.Activation("linear", name="output")(deep))
+    # A linear path beside the MLP (wide & deep): linear structure is learnt directly, the MLP adds the rest.
+    wide = tf.keras.layers.Dense(outputs, use_bias=False, name="linear")(features)
+    return tf.keras.Model(inputs, tf.keras.layers.Add(name="output")([deep, wide]))
 
 
 def compile_model(model, schema: Schema, config: PipelineConfig) -> list[str]:

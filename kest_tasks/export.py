@@ -105,8 +105,9 @@ def _serving_input_fn(schema: Schema, built: BuildResult):
 
     def receiver():
         examples = tf.compat.v1.placeholder(tf.string, [None], name="examples")
-        # Feeding these intermediate tensors is what serving_default does; predict_examples computes them.
-        raw = serving_features(tf.io.parse_example(examples, parse_spec(schema, with_label=False)), schema)
+        parsed = serving_features(tf.io.parse_example(examples, parse_spec(schema, with_label=False)), schema)
+        # serving_default feeds these placeholders; predict_examples leaves them to their default, the parsed value.
+        raw = {key: tf.compat.v1.placeholder_with_default(value, [None], name=key) for key, value in parsed.items()}
         tables = vocabulary_tables(built.input_plan)
         return tf.estimator.export.ServingInputReceiver(
             to_model_inputs(model_features(raw, schema), built.input_plan, tables), raw,
