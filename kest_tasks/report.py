@@ -208,7 +208,10 @@ def report(config: PipelineConfig, run_uri: str) -> ReportResult:
             "the feature names.</p>",
             f"<p>Label {html.escape(schema['label']['name'])} ({schema['label']['kind']}"
             + (f"; classes {html.escape(', '.join(schema['label']['classes']))}" if schema["label"].get("classes")
-               else "") + ").</p>",
+               else "")
+            + (f"; trained on (label − {schema['label']['mean']:.4g}) / {schema['label']['std']:.4g}, the training "
+               "split's mean and std; predictions are in the label's units"
+               if schema["label"]["kind"] == "regression" and schema["label"].get("std") else "") + ").</p>",
             "<h2>Test metrics</h2>",
             _table(["metric", "value"], sorted(headline(metrics["metrics"]).items())),
             "<h2>Gate</h2>",

@@ -205,6 +205,8 @@ def test_regression_targets_are_standardised_and_predictions_in_label_units(tmp_
     run = Path(summary["run_uri"])
     schema = json.loads((run / "data" / "schema.json").read_text())
     assert 120 < schema["label"]["mean"] < 185 and schema["label"]["std"] > 50
+    report = (run / "report" / "report.html").read_text()
+    assert f"trained on (label − {schema['label']['mean']:.4g}) / {schema['label']['std']:.4g}" in report
     # Ordinary least squares on the very same split, as the reference a tabular model must reach.
     from kest_tasks.schema import Schema
     from kest_tasks.tfdata import read_examples
