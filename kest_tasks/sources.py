@@ -145,8 +145,16 @@ def check_column_names(names: list[str], where: str) -> None:
 
 def _repeated_headers(data: bytes, header_line: bytes) -> list[int]:
     """Byte offsets of the lines in `data` that repeat the header line exactly (files joined with `cat`)."""
-    pattern = re.compile(rb"(?:^|(?<=\n))" + re.escape(header_line) + rb"\r?(?:\n|$)")
-    return [match.start() for match in pattern.finditer(data)]
+    offsets = [0] if data.startswith(header_line) else []
+    position = data.find(b"\n" + header_line)
+    while position >= 0:  # bytes.find is memchr-fast: the common case, no repeat, costs one scan of the range
+        offsets.append(position + 1)
+        position = data.find(b"\n" + header_line, position + 1)
+    def whole_line(offset: int) -> bool:  # the match ends where its line does (not a longer line's prefix)
+        rest = data[offset + len(header_line):offset + len(header_line) + 2]
+        return rest in (b"", b"\r", b"\r\n") or rest.startswith(b"\n")
+
+    return [offset for offset in offsets if whole_line(offset)]
 
 
 def _csv_chunks(path: Path, dataset: DatasetConfig, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:

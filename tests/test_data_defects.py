@@ -185,3 +185,10 @@ def test_regression_label_statistics_are_the_training_splits(iris_config, tmp_pa
     standardised = np.concatenate([y.numpy() for _, y in read_examples(result.files["train"], schema, "GZIP", 500,
                                                                        training_targets=True)])
     assert abs(standardised.mean()) < 1e-4 and standardised.std() == pytest.approx(1.0, rel=1e-3)
+
+
+def test_only_whole_lines_count_as_repeated_headers():
+    from kest_tasks.sources import _repeated_headers
+
+    data = b"x,y,label\n1,2,a\nx,y,label\r\nx,y,labelled\n3,x,y,label\nx,y,label"
+    assert _repeated_headers(data, b"x,y,label") == [0, 16, len(data) - 9]
