@@ -294,7 +294,7 @@ class _Pass:
         size = self.dataset.vocabulary_size
         inferred = infer_schema(self.columns, self.dataset, self.rows)
         anomalies = self.validator.finish(self.columns) if self.validator else []
-        schema = _pinned_schema(self.pinned, self.rows) if self.pinned else inferred
+        schema = _pinned_schema(self.pinned, self.rows, self.columns) if self.pinned else inferred
         split_rows = {split: self.writers[split].rows for split in SPLITS}
         empty = [split for split, count in split_rows.items() if count == 0]
         if empty:
@@ -311,11 +311,13 @@ class _Pass:
         self.anomalies = anomalies
 
 
-def _pinned_schema(pinned: Schema, rows: int) -> Schema:
-    """The pinned schema for this data: its statistics, with TensorFlow names and fill values where an older
-    schema.json lacks them."""
+def _pinned_schema(pinned: Schema, rows: int, columns: dict[str, ColumnStats]) -> Schema:
+    """The pinned schema for this data: its statistics, with this data's missing and infinite counts (readers skip
+    filling columns with none), and TensorFlow names and fill values where an older schema.json lacks them."""
     names = tf_names(pinned.feature_names)
     features = [feature.model_copy(update={
+        "missing": columns[feature.name].missing if feature.name in columns else rows,
+        "infinite": columns[feature.name].nan_or_inf if feature.name in columns else 0,
         "tf_name": feature.tf_name or names[feature.name],
         "fill": feature.fill if feature.fill is not None else ("" if feature.type == "string" else feature.mean or 0.0),
     }) for feature in pinned.features]

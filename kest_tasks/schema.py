@@ -23,6 +23,7 @@ class FeatureSchema(_Frozen):
                                 "Keras inputs, feature columns, serving_default inputs.")
     type: FeatureType
     missing: int = Field(0, description="Rows where the value is missing (all splits).")
+    infinite: int = Field(0, description="Rows holding ±inf (kept under dataset.non_finite: clip).")
     min: float | None = None
     max: float | None = None
     mean: float | None = None

@@ -242,7 +242,8 @@ class ColumnStats:
         return moments.mean if moments.count else 0.0
 
     def feature_schema(self, vocabulary_size: int, tf_name: str, policy: MissingConfig) -> FeatureSchema:
-        common = dict(name=self.name, tf_name=tf_name, type=self.kind, missing=self.missing, fill=self.fill(policy))
+        common = dict(name=self.name, tf_name=tf_name, type=self.kind, missing=self.missing, infinite=self.nan_or_inf,
+                      fill=self.fill(policy))
         if self.kind == "string":
             counts = Counter(self.values)
             if self.train_missing:

@@ -130,23 +130,30 @@ def parse_spec(schema: Schema, with_label: bool = True) -> dict[str, Any]:
     return spec
 
 
-def serving_features(parsed: dict[str, Any], schema: Schema) -> dict[str, Any]:
+def serving_features(parsed: dict[str, Any], schema: Schema, checked: bool = False) -> dict[str, Any]:
     """Parsed features (original names) → the `serving_default` inputs (TensorFlow-safe names; numbers as float32
-    with NaN where the value is missing)."""
+    with NaN where the value is missing). `checked`: see `model_features`."""
     tf = import_tensorflow()
     features = {}
     for feature in schema.features:
         value = parsed[feature.name]
         if feature.type == "int":
-            value = tf.where(tf.equal(value, MISSING_INT), float("nan"), tf.cast(value, tf.float32))
+            value = tf.cast(value, tf.float32)
+            if feature.missing or not checked:
+                value = tf.where(tf.equal(parsed[feature.name], MISSING_INT), float("nan"), value)
         features[feature.key] = value
     return features
 
 
-def model_features(features: dict[str, Any], schema: Schema) -> dict[str, Any]:
+def model_features(features: dict[str, Any], schema: Schema, checked: bool = False) -> dict[str, Any]:
     """The `serving_default` inputs → what models take, the same in training, evaluation and serving: a missing
     number (NaN) becomes the feature's fill value (the training split's statistic, dataset.missing), an infinite one
-    the column's min or max; strings pass as they are."""
+    the column's min or max; strings pass as they are.
+
+    `checked`: the features come from this run's TFRecords, whose missing and infinite values the schema counts;
+    a column with none skips the ops that would find nothing (the input pipeline's speed on clean data). Serving
+    requests are never checked.
+    """
     tf = import_tensorflow()
     ready = {}
     for feature in schema.features:
@@ -154,20 +161,23 @@ def model_features(features: dict[str, Any], schema: Schema) -> dict[str, Any]:
         if feature.type != "string":
             value = tf.cast(value, tf.float32)
             fill = float(feature.fill) if isinstance(feature.fill, (int, float)) else float(feature.mean or 0.0)
-            value = tf.where(tf.math.is_nan(value), fill, value)
-            low = feature.min if feature.min is not None else fill
-            high = feature.max if feature.max is not None else fill
-            value = tf.where(tf.math.is_inf(value), tf.clip_by_value(value, low, high), value)
+            if feature.missing or not checked:
+                value = tf.where(tf.math.is_nan(value), fill, value)
+            if feature.infinite or not checked:
+                low = feature.min if feature.min is not None else fill
+                high = feature.max if feature.max is not None else fill
+                value = tf.where(tf.math.is_inf(value), tf.clip_by_value(value, low, high), value)
         ready[feature.key] = value
     return ready
 
 
-def parse_features(serialized, schema: Schema, with_label: bool = False):
-    """Serialized tf.Examples → model features (and the stored label, with `with_label`)."""
+def parse_features(serialized, schema: Schema, with_label: bool = False, checked: bool = False):
+    """Serialized tf.Examples → model features (and the stored label, with `with_label`); `checked` as in
+    `model_features`."""
     tf = import_tensorflow()
     parsed = tf.io.parse_example(serialized, parse_spec(schema, with_label))
     label = parsed.pop(schema.label.name) if with_label else None
-    features = model_features(serving_features(parsed, schema), schema)
+    features = model_features(serving_features(parsed, schema, checked), schema, checked)
     return (features, label) if with_label else features
 
 
@@ -269,7 +279,7 @@ def read_examples(
     weights = tf.constant(class_weights, tf.float32) if class_weights else None
 
     def parse(serialized):
-        features, label = parse_features(serialized, schema, with_label=True)
+        features, label = parse_features(serialized, schema, with_label=True, checked=True)
         target = encode_label(label)
         inputs = to_model_inputs(features, plan, tables) if plan else features
         if weights is None:
