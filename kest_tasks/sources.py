@@ -328,7 +328,7 @@ def _parquet_chunks(path: Path, column_types: dict[str, pa.DataType]) -> Iterato
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path, buffer_size=RANGE_BYTES, pre_buffer=False)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (pa.ArrowException, OSError) as error:
@@ -336,7 +336,9 @@ def _parquet_chunks(path: Path, column_types: dict[str, pa.DataType]) -> Iterato
     check_column_names(parquet.schema_arrow.names, f"{path} header")
     row = 1
     try:
-        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+        # One thread: memory stays flat (P6-parquet 1.07x instead of 1.21x from 100k to 10M rows) at the same
+        # speed (226k vs 214k rows/s here: prepare's statistics and encoding, not decoding, set the pace).
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS, use_threads=False):
             yield Chunk(plain_columns(batch, str(path), column_types), str(path), row)
             row += batch.num_rows
     except (pa.ArrowException, OSError) as error:
