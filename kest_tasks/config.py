@@ -222,6 +222,18 @@ class TrainerConfig(_Section):
     )
 
 
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _class_weight_is_known(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name, weight in value.items():
+                if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+                    raise ValueError(f"class {name!r}: weight {weight!r} is not a number greater than 0")
+        elif value not in ("none", "balanced"):
+            raise ValueError(f"{value!r}: expected none, balanced, or a mapping class name → weight")
+        return value
+
+
 class Threshold(_Section):
     lower: float | None = Field(None, description="The metric must be at least this.")
     upper: float | None = Field(None, description="The metric must be at most this.")
