@@ -143,15 +143,17 @@ def check_column_names(names: list[str], where: str) -> None:
         seen[name] = position
 
 
-def _repeated_headers(data: bytes, header_line: bytes) -> list[int]:
-    """Byte offsets of the lines in `data` that repeat the header line exactly (files joined with `cat`)."""
-    offsets = [0] if data.startswith(header_line) else []
-    position = data.find(b"\n" + header_line)
+def _repeated_headers(data: bytes, header_line: bytes, end: int | None = None) -> list[int]:
+    """Byte offsets of the lines in `data[:end]` that repeat the header line exactly (files joined with `cat`)."""
+    end = len(data) if end is None else end
+    offsets = [0] if data.startswith(header_line, 0, end) else []
+    position = data.find(b"\n" + header_line, 0, end)
     while position >= 0:  # bytes.find is memchr-fast: the common case, no repeat, costs one scan of the range
         offsets.append(position + 1)
-        position = data.find(b"\n" + header_line, position + 1)
+        position = data.find(b"\n" + header_line, position + 1, end)
+
     def whole_line(offset: int) -> bool:  # the match ends where its line does (not a longer line's prefix)
-        rest = data[offset + len(header_line):offset + len(header_line) + 2]
+        rest = data[offset + len(header_line):min(offset + len(header_line) + 2, end)]
         return rest in (b"", b"\r", b"\r\n") or rest.startswith(b"\n")
 
     return [offset for offset in offsets if whole_line(offset)]
@@ -183,9 +185,10 @@ def _csv_chunks(path: Path, dataset: DatasetConfig, column_types: dict[str, pa.D
                     continue
                 carry = data[cut:]
                 block_start = 0
-                for offset in _repeated_headers(data[:cut], header_line) + [cut]:
+                view = memoryview(data)  # ranges handed to pyarrow without copying
+                for offset in _repeated_headers(data, header_line, cut) + [cut]:
                     if offset > block_start:
-                        table = _parse_csv_range(data[block_start:offset], header, delimiter, types, dataset)
+                        table = _parse_csv_range(view[block_start:offset], header, delimiter, types, dataset)
                         types = dict(zip(table.schema.names, table.schema.types))
                         for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
                             yield Chunk(batch, str(path), row)
@@ -197,14 +200,15 @@ def _csv_chunks(path: Path, dataset: DatasetConfig, column_types: dict[str, pa.D
                                         "joined with cat?); remove it, or set dataset.skip_repeated_headers: true")
                     skipped += 1
                     row += 1
-                    block_start = data.index(b"\n", offset) + 1 if b"\n" in data[offset:cut] else cut
+                    line_end = data.find(b"\n", offset, cut)
+                    block_start = line_end + 1 if line_end >= 0 else cut
     except pa.ArrowInvalid as error:
         raise _explain_csv_error(path, dataset, header, str(error), column_types) from None
     if skipped:
         log.warning("prepare: %s: skipped %d repeated header line(s) (dataset.skip_repeated_headers)", path, skipped)
 
 
-def _parse_csv_range(data: bytes, header: list[str], delimiter: str, types: dict[str, pa.DataType],
+def _parse_csv_range(data: bytes | memoryview, header: list[str], delimiter: str, types: dict[str, pa.DataType],
                      dataset: DatasetConfig) -> pa.Table:
     return pacsv.read_csv(
         pa.py_buffer(data),
