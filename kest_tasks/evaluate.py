@@ -95,7 +95,7 @@ def score_trained_model(config: PipelineConfig, prepared: PrepareResult, built: 
         outputs = _estimator_outputs(config, prepared, built, schema, checkpoint, str(work / "estimator"))
         scored = run_over_split(split_batches(config, prepared, schema), list(keep.values()), None)
         scored.outputs = outputs
-    scored.outputs = to_label_units(scored.outputs, schema)
+    scored.outputs = to_label_units(scored.outputs, schema.label)
     scored.features = {name: scored.features[key] for name, key in keep.items()}
     return scored
 

@@ -69,7 +69,7 @@ def prediction_outputs(output, label: LabelSchema) -> dict:
     tf = import_tensorflow()
     classes = label.classes if label.kind == "classification" else None
     if not classes:
-        return {"predictions": tf.reshape(to_label_units(output, Schema(features=[], label=label, rows=0)), [-1])}
+        return {"predictions": tf.reshape(to_label_units(output, label), [-1])}
     if output.shape[-1] == 1 and len(classes) == 2:
         positive = tf.sigmoid(output)
         probabilities = tf.concat([1.0 - positive, positive], axis=-1)

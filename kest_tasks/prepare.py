@@ -22,9 +22,18 @@ from kest_tasks import examples
 from kest_tasks.config import DatasetConfig, PipelineConfig
 from kest_tasks.names import tf_names
 from kest_tasks.schema import Schema
-from kest_tasks.sources import Chunk, DataError, SourcePlan, WiderTypeNeeded, arrow_type, plan_sources, read_chunks
+from kest_tasks.sources import (
+    Chunk,
+    DataError,
+    SourcePlan,
+    WiderTypeNeeded,
+    arrow_type,
+    kind_of,
+    plan_sources,
+    read_chunks,
+)
 from kest_tasks.stage import StageResult, run_once, stage_function
-from kest_tasks.stats import ColumnStats, infer_schema, kind_of
+from kest_tasks.stats import ColumnStats, infer_schema
 from kest_tasks.storage import write_json_atomic
 from kest_tasks.validation import Validator
 

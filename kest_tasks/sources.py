@@ -400,7 +400,7 @@ def _tfrecord_keys(records, path: Path, column_types: dict[str, pa.DataType]) ->
                                 f"{keys[key]} values")
             keys[key] = kinds[kind]
     for key, arrow in column_types.items():
-        keys.setdefault(key, kind_name(arrow))
+        keys.setdefault(key, kind_of(arrow))
     if not keys:
         raise DataError(f"{path}: no tf.train.Example features in its first {KEY_SAMPLE_RECORDS} records")
     return keys
@@ -470,8 +470,13 @@ def _explain_record_error(path: Path, first_row: int, message: str) -> DataError
     return DataError(f"{path} records from {first_row}: {message.splitlines()[0]}")
 
 
-def kind_name(arrow: pa.DataType) -> str:
-    return next(kind for kind, known in _ARROW_TYPES.items() if known == arrow)
+def kind_of(arrow_type: pa.DataType) -> str:
+    """The schema type (int, float, string) of an Arrow type."""
+    if pa.types.is_integer(arrow_type) or pa.types.is_boolean(arrow_type):
+        return "int"
+    if pa.types.is_floating(arrow_type):
+        return "float"
+    return "string"
 
 
 def arrow_type(kind: str) -> pa.DataType:

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from kest_tasks.config import DatasetConfig, MissingConfig
 from kest_tasks.names import tf_names
 from kest_tasks.schema import FeatureSchema, LabelSchema, Schema
-from kest_tasks.sources import Chunk, DataError
+from kest_tasks.sources import Chunk, DataError, kind_of
 
 _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|nan|Infinity|NaN)\s*$"
 _MAX_TRACKED_VALUES = 20_000
@@ -32,14 +32,6 @@ class Sighting:
 
     def where(self, column: str) -> str:
         return f"{self.origin} row {self.row} column {column!r}"
-
-
-def kind_of(arrow_type: pa.DataType) -> str:
-    if pa.types.is_integer(arrow_type) or pa.types.is_boolean(arrow_type):
-        return "int"
-    if pa.types.is_floating(arrow_type):
-        return "float"
-    return "string"
 
 
 def first_true(mask: np.ndarray, chunk: Chunk, values) -> Sighting | None:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from kest_tasks.errors import ConfigError, KestError
-from kest_tasks.schema import Schema
+from kest_tasks.schema import LabelSchema, Schema
 from kest_tasks.tfenv import import_tensorflow
 
 PREFETCH_BATCHES = 4
@@ -204,10 +204,9 @@ def label_encoder(schema: Schema, standardize: bool = False):
     return encode
 
 
-def to_label_units(outputs, schema: Schema):
+def to_label_units(outputs, label: LabelSchema):
     """A regression model's outputs (standardised targets) → predictions in the label's units; classifier outputs
     unchanged. Works on NumPy arrays and tensors."""
-    label = schema.label
     if label.kind != "regression":
         return outputs
     return outputs * (label.std or 1.0) + (label.mean or 0.0)

@@ -10,8 +10,8 @@ import pyarrow.compute as pc
 
 from kest_tasks.config import ValidationConfig
 from kest_tasks.schema import Schema
-from kest_tasks.sources import Chunk, DataError, arrow_type
-from kest_tasks.stats import ColumnStats, Sighting, first_true, kind_of
+from kest_tasks.sources import Chunk, DataError, arrow_type, kind_of
+from kest_tasks.stats import ColumnStats, Sighting, first_true
 
 log = logging.getLogger("kest.prepare")
 
