@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import entry
+from kest_tasks.orchestration.assets import bundled_config
 
 ROWS = int(os.environ.get("KEST_BENCH_P1_ROWS", "1000000"))
 # The naive loop runs ~20k rows/s here: its rate is measured on the file's first NAIVE_ROWS rows.
@@ -40,7 +41,7 @@ def write_csv(path: Path, rows: int, seed: int = 0) -> None:
 def naive(csv_path: Path, out: Path, limit: int) -> int:
     """The usual hand-written loop, in its fastest form here (appending into the Example's map is ~3x faster
     than building Feature objects under protobuf's upb backend)."""
-    from kest_tasks.tfenv import import_tensorflow
+    from kest_tasks.core.tfenv import import_tensorflow
 
     tf = import_tensorflow()
     count = 0
@@ -61,11 +62,11 @@ def naive(csv_path: Path, out: Path, limit: int) -> int:
 
 
 def kest_prepare(csv_path: Path, work: Path) -> int:
-    from kest_tasks.config import load_config
-    from kest_tasks.prepare import prepare
-    from kest_tasks.stage import safe_run_id
+    from kest_tasks.core.config import load_config
+    from kest_tasks.core.layout import safe_run_id
+    from kest_tasks.data.prepare import prepare
 
-    config = load_config(Path(__file__).resolve().parent.parent / "configs" / "iris.yaml", {
+    config = load_config(bundled_config(), {
         "artifact_root": str(work), "dataset": {"path": str(csv_path), "label": "label", "compression": "NONE"},
     })
     return prepare(config, str(work / "runs" / safe_run_id(f"p1-{time.time_ns()}"))).rows

@@ -28,7 +28,7 @@ BATCH = 512
 def _estimator_window_rate(model_dir: Path) -> float:
     """steps/s over the StepCounterHook's second window, steps (LOG_STEPS + 1, 2 × LOG_STEPS + 1], from the
     summaries in the stage's event file."""
-    from kest_tasks.tfenv import import_tensorflow
+    from kest_tasks.core.tfenv import import_tensorflow
 
     tf = import_tensorflow()
     rates = {}
@@ -42,7 +42,7 @@ def _estimator_window_rate(model_dir: Path) -> float:
 
 def _fit_window_rate(model, dataset) -> float:
     """steps/s of a bare model.fit over the same window of batches."""
-    from kest_tasks.tfenv import import_tensorflow
+    from kest_tasks.core.tfenv import import_tensorflow
 
     tf = import_tensorflow()
     marks: dict[int, float] = {}
@@ -58,12 +58,12 @@ def _fit_window_rate(model, dataset) -> float:
 
 
 def measure() -> dict[str, dict]:
-    from kest_tasks.build import BuildResult
-    from kest_tasks.pipeline import run_stage
-    from kest_tasks.prepare import PrepareResult
-    from kest_tasks.schema import Schema
-    from kest_tasks.tfdata import read_examples
-    from kest_tasks.tfenv import import_tensorflow
+    from kest_tasks.core.tfenv import import_tensorflow
+    from kest_tasks.data.prepare import PrepareResult
+    from kest_tasks.data.schema import Schema
+    from kest_tasks.data.tfdata import read_examples
+    from kest_tasks.orchestration.runner import run_stage
+    from kest_tasks.training.build import BuildResult
 
     tf = import_tensorflow()
     with tempfile.TemporaryDirectory(prefix="kest-bench-p2-") as work:

@@ -21,12 +21,12 @@ REPEATS = 3
 
 
 def measure() -> dict[str, dict]:
-    from kest_tasks.build import BuildResult
-    from kest_tasks.native import restored_model
-    from kest_tasks.pipeline import run_stage
-    from kest_tasks.prepare import PrepareResult
-    from kest_tasks.schema import Schema
-    from kest_tasks.tfdata import read_examples
+    from kest_tasks.data.prepare import PrepareResult
+    from kest_tasks.data.schema import Schema
+    from kest_tasks.data.tfdata import read_examples
+    from kest_tasks.orchestration.runner import run_stage
+    from kest_tasks.training.build import BuildResult
+    from kest_tasks.training.native import restored_model
 
     with tempfile.TemporaryDirectory(prefix="kest-bench-p3-") as work:
         run_uri = mlp_run(Path(work), ROWS, "p3", {"steps": 100, "batch_size": 512, "checkpoint_steps": 100})

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, entry
+from bench.common import entry
+from kest_tasks.orchestration.assets import bundled_config
 
 LARGE = int(os.environ.get("KEST_BENCH_P6_ROWS", "10000000"))
 SMALL = 100_000
@@ -22,8 +23,8 @@ FEATURES = 5
 
 _PROBE = """
 import json, sys
-from kest_tasks.config import load_config
-from kest_tasks.prepare import prepare
+from kest_tasks.core.config import load_config
+from kest_tasks.data.prepare import prepare
 config = load_config(sys.argv[1], {"artifact_root": sys.argv[3], "dataset": {
     "path": sys.argv[2], "label": "label", "compression": "NONE", "source": sys.argv[4]}})
 rows = prepare(config, sys.argv[3] + "/runs/p6").rows
@@ -63,7 +64,7 @@ def write_parquet(path: Path, rows: int) -> None:
 
 def peak_rss(csv_path: Path, work: Path, source: str = "csv") -> tuple[int, float]:
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(REPO / "configs" / "iris.yaml"), str(csv_path), str(work), source],
+        [sys.executable, "-c", _PROBE, str(bundled_config()), str(csv_path), str(work), source],
         capture_output=True, text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     ).stdout
     result = json.loads(out.strip().splitlines()[-1])

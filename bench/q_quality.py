@@ -7,7 +7,7 @@ same train split and scored on the same test split, in the same run.
   recall vs LogisticRegression(class_weight="balanced") (target ≥ baseline − 0.05); Q3-unweighted shows kest
   without class weights against the same baseline.
 
-kest runs its default pipeline (configs/iris.yaml's trainer: 500 steps of 32 rows, Adam 0.01) with the `tabular`
+kest runs its default pipeline (the bundled iris.yaml's trainer: 500 steps of 32 rows, Adam 0.01) with the `tabular`
 builder; the baselines see the very rows kest's prepare put in each split, read back from its TFRecords.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.common import REPO, entry
+from bench.common import entry
+from kest_tasks.orchestration.assets import bundled_config
 
 ROWS = 3000
 
@@ -42,9 +43,9 @@ def _write_csv(path: Path, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def _run_kest(work: Path, name: str, data: Path, trainer: dict) -> Path:
-    from kest_tasks.pipeline import run_pipeline
+    from kest_tasks.orchestration.runner import run_pipeline
 
-    config = yaml.safe_load((REPO / "configs" / "iris.yaml").read_text())
+    config = yaml.safe_load(bundled_config().read_text())
     config.update({"model_name": name.lower(), "artifact_root": str(work / "artifacts"),
                    "gate": {"mode": "always_bless"}, "export": {"root": str(work / "models")}})
     config["dataset"].update({"path": str(data), "label": "y"})
@@ -56,8 +57,8 @@ def _run_kest(work: Path, name: str, data: Path, trainer: dict) -> Path:
 
 
 def _split(run: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    from kest_tasks.schema import Schema
-    from kest_tasks.tfdata import read_examples
+    from kest_tasks.data.schema import Schema
+    from kest_tasks.data.tfdata import read_examples
 
     prepared = json.loads((run / "data" / "result.json").read_text())
     schema = Schema.load(prepared["schema_uri"])

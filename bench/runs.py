@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.common import REPO
 from bench.p1_prepare import write_csv
+from kest_tasks.orchestration.assets import bundled_config
 
 
 def mlp_run(work: Path, rows: int, run_id: str, trainer: dict) -> str:
     """Configure run `run_id` under `work` (writing `work/data.csv` with `rows` rows once); return its run URI."""
-    from kest_tasks.pipeline import configure
+    from kest_tasks.orchestration.runner import configure
 
     data = work / "data.csv"
     if not data.exists():
@@ -21,4 +21,4 @@ def mlp_run(work: Path, rows: int, run_id: str, trainer: dict) -> str:
         "model": {"builder": "tabular", "params": {"hidden_units": [256, 256], "dropout": 0.0}},
         "trainer": trainer,
     }
-    return configure(REPO / "configs" / "iris.yaml", overrides, run_id).run_uri
+    return configure(bundled_config(), overrides, run_id).run_uri

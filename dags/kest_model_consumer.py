@@ -11,7 +11,7 @@ import datetime as dt
 
 from airflow.sdk import Asset, dag, task
 
-from kest_tasks.assets import default_config_path, model_asset_uri
+from kest_tasks.orchestration.assets import default_config_path, model_asset_uri
 
 MODEL_ASSET = Asset(model_asset_uri(default_config_path()))
 

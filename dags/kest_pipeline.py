@@ -3,6 +3,8 @@
 
 `configure → prepare → build → train → evaluate → gate → blessed? → export → report → publish → summarize`
 
+The stages, their inputs and the blessing rule come from kest's stage registry (`kest_tasks.core.stages`).
+
 Each task calls one stage of the `kest_tasks` library and passes only small JSON (URIs, counts, metrics)
 on. Artifacts live in the run folder `<artifact_root>/runs/<run_id>/`; a blessed model is published to
 `<export.root>/<model_name>/<version>/` (a local folder or gs://) with its report.html, and named in
@@ -26,9 +28,10 @@ import os
 
 from airflow.sdk import Asset, Param, dag, task
 
-from kest_tasks.assets import default_config_path, model_asset_uri
-from kest_tasks.params import JSON_SCHEMA_DIALECT, config_arguments, stored_form_fields
-from kest_tasks.workers import TrainWorkers
+from kest_tasks.core.stages import BLESSING_STAGE, STAGES, StageSpec, optional_inputs
+from kest_tasks.orchestration.assets import default_config_path, model_asset_uri
+from kest_tasks.orchestration.trigger_form import JSON_SCHEMA_DIALECT, config_arguments, stored_form_fields
+from kest_tasks.orchestration.workers import TrainWorkers
 
 try:
     from kest_plugin import PUBLISH_LINKS, TRAIN_LINKS
@@ -66,7 +69,7 @@ def bad_input_fails_without_retry():
     """Bad input (a KestError) fails the task at once with its one-line message: retrying cannot fix it."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from kest_tasks.errors import KestError
+    from kest_tasks.core.errors import KestError
 
     try:
         yield
@@ -74,23 +77,51 @@ def bad_input_fails_without_retry():
         raise AirflowFailException(str(error)) from None
 
 
-def call_stage(stage: str, run: dict | None, **upstream: dict | None) -> dict:
-    """Call `kest_tasks.<stage>.<stage>(config, run_uri, **upstream)` and return its result as JSON for XCom."""
-    import importlib
-
+def call_stage(name: str, run: dict | None, **upstream: dict | None) -> dict:
+    """Run the registry's stage `name` for this run with its upstream results from XCom; its result as JSON."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from kest_tasks.stage import load_run_config
+    from kest_tasks.core.stages import invoke, stage
 
-    missing = [name for name, value in {"run": run, **upstream}.items() if value is None]
-    if missing:
-        raise AirflowFailException(
-            f"no upstream result for {', '.join(missing)} in this DAG run: run the upstream tasks of the same "
-            "run first (e.g. `airflow tasks test kest_pipeline configure <run_id>`)"
-        )
-    function = getattr(importlib.import_module(f"kest_tasks.{stage}"), stage)
+    if run is None:
+        raise AirflowFailException("no configure result in this DAG run: run configure first (e.g. `airflow tasks "
+                                   "test kest_pipeline configure <run_id>`)")
     with bad_input_fails_without_retry():
-        return function(load_run_config(run["run_uri"]), run["run_uri"], **upstream).model_dump(mode="json")
+        return invoke(stage(name), run["run_uri"], upstream).model_dump(mode="json")
+
+
+def announce_model(published: dict, outlet_events) -> None:
+    """The model Asset's event carries where the new version went, for downstream DAGs."""
+    if outlet_events is not None:
+        outlet_events[MODEL_ASSET].extra = {key: published[key] for key in ("model_uri", "version", "champion")}
+
+
+# How each stage's task runs in Airflow (the registry says what it runs and what it takes).
+TASK_OPTIONS: dict[str, dict] = {
+    "train": {"queue": TRAIN_WORKERS.queue, "pool": TRAIN_WORKERS.pool, "execution_timeout": TRAIN_WORKERS.timeout,
+              "executor_config": TRAIN_WORKERS.executor_config()},
+    "publish": {"outlets": [MODEL_ASSET]},
+}
+EXTRA_LINKS = {"train": TRAIN_LINKS, "publish": PUBLISH_LINKS}
+AFTER_STAGE = {"publish": announce_model}
+
+
+def stage_task(spec: StageSpec):
+    """A TaskFlow task running one registry stage. Inputs whose upstream may be skipped (the blessing rule) arrive
+    as None, so such a stage runs whenever nothing upstream failed."""
+    options = dict(TASK_OPTIONS.get(spec.name, {}))
+    if optional_inputs(spec):
+        options["trigger_rule"] = "none_failed"
+
+    def run_stage(run: dict, **context) -> dict:
+        result = call_stage(spec.name, run, **{argument: context.get(argument) for argument in spec.inputs})
+        if spec.name in AFTER_STAGE:
+            AFTER_STAGE[spec.name](result, context.get("outlet_events"))
+        return result
+
+    run_stage.__name__ = run_stage.__qualname__ = spec.name
+    run_stage.__doc__ = spec.summary
+    return task(task_id=spec.name, doc_md=spec.summary, **options)(run_stage)
 
 
 @dag(
@@ -123,89 +154,41 @@ def kest_pipeline():
     def configure(run_folder: str, export_root: str, params=None, run_id=None) -> dict:
         """Validate the config file plus overrides and freeze it in the run folder (both folders come from the
         kest plugin's macros, so they show under Rendered Templates)."""
-        from kest_tasks.pipeline import configure
+        from kest_tasks.orchestration.runner import configure
 
         with bad_input_fails_without_retry():
             configured = configure(*config_arguments(params), run_id, run_uri=run_folder)
         logging.getLogger("kest").info("configure: blessed models go to %s", export_root)
         return configured.model_dump(mode="json")
 
-    @task
-    def prepare(run: dict) -> dict:
-        """Read the dataset, infer its schema, hash-split it and write gzip TFRecord shards."""
-        return call_stage("prepare", run)
-
-    @task
-    def build(run: dict, prepared: dict) -> dict:
-        """Build and compile the configured Keras model; save it as HDF5."""
-        return call_stage("build", run, prepared=prepared)
-
-    @task(queue=TRAIN_WORKERS.queue, pool=TRAIN_WORKERS.pool, execution_timeout=TRAIN_WORKERS.timeout,
-          executor_config=TRAIN_WORKERS.executor_config())
-    def train(run: dict, prepared: dict, built: dict) -> dict:
-        """model_to_estimator + train_and_evaluate; a retry resumes from the last checkpoint."""
-        return call_stage("train", run, prepared=prepared, built=built)
-
-    @task
-    def evaluate(run: dict, prepared: dict, built: dict, trained: dict) -> dict:
-        """Metrics on the whole held-out test split (metrics.json: per class, confusion matrix, slices)."""
-        return call_stage("evaluate", run, prepared=prepared, built=built, trained=trained)
-
-    @task
-    def gate(run: dict, evaluated: dict, prepared: dict) -> dict:
-        """Bless the model only if its thresholds hold and it compares well with the champion (re-scored on the
-        same test split)."""
-        return call_stage("gate", run, evaluated=evaluated, prepared=prepared)
-
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def blessed(blessing: dict) -> bool:
-        """Let export and publish run only for a blessed model; otherwise skip them, saying why."""
-        logging.getLogger("kest").info("%s", blessing["reason"])
-        return blessing["blessed"]
+        """Let the stages that need blessing run only for a blessed model; otherwise skip them, saying why."""
+        from kest_tasks.core.stages import blessing_decision
 
-    @task
-    def export(run: dict, prepared: dict, built: dict, trained: dict) -> dict:
-        """Export a SavedModel and check, in a fresh process, that it answers like the trained model."""
-        return call_stage("export", run, prepared=prepared, built=built, trained=trained)
-
-    @task(trigger_rule="none_failed")
-    def report(run: dict) -> dict:
-        """report.html from the run folder: data, training curves, confusion matrix or residuals, the gate's
-        table, where the model went. Runs for unblessed models too."""
-        return call_stage("report", run)
-
-    @task(outlets=[MODEL_ASSET])
-    def publish(run: dict, exported: dict, blessing: dict, evaluated: dict, outlet_events=None) -> dict:
-        """Copy the SavedModel and its report to the export root (saved_model.pb last), make it champion if it
-        still beats the champion, and emit the model's Asset event (`kest://<model_name>`) for downstream DAGs."""
-        published = call_stage("publish", run, exported=exported, blessing=blessing, evaluated=evaluated)
-        if outlet_events is not None:
-            outlet_events[MODEL_ASSET].extra = {key: published[key] for key in ("model_uri", "version", "champion")}
-        return published
+        decision, reason = blessing_decision(blessing)
+        logging.getLogger("kest").info("%s", reason)
+        return decision
 
     @task(trigger_rule="none_failed")
     def summarize(run: dict) -> dict:
         """Test metrics, gate decision and the published model's location, in the log and summary.json."""
-        from kest_tasks.pipeline import summarize
+        from kest_tasks.orchestration.runner import summarize
 
         return summarize(run["run_uri"])
 
     # Templated with the plugin's macros: rendered by the worker from this run's params.
     run = configure(run_folder="{{ macros.kest.run_folder(params, run_id) }}",
                     export_root="{{ macros.kest.export_root(params) }}")
-    prepared = prepare(run)
-    built = build(run, prepared)
-    trained = train(run, prepared, built)
-    trained.operator.operator_extra_links = TRAIN_LINKS
-    evaluated = evaluate(run, prepared, built, trained)
-    blessing = gate(run, evaluated, prepared)
-    exported = export(run, prepared, built, trained)
-    reported = report(run)
-    published = publish(run, exported, blessing, evaluated)
-    published.operator.operator_extra_links = PUBLISH_LINKS
-    blessed(blessing) >> exported
-    [blessing, exported] >> reported >> published
-    published >> summarize(run)
-
+    results = {}
+    gate_open = None
+    for spec in STAGES:  # the registry's order: every input's stage comes before the stage taking it
+        results[spec.name] = stage_task(spec)(run, **{argument: results[upstream]
+                                                     for argument, upstream in spec.inputs.items()})
+        results[spec.name].operator.operator_extra_links = EXTRA_LINKS.get(spec.name, [])
+        if spec.needs_blessing:
+            gate_open = gate_open or blessed(results[BLESSING_STAGE.name])
+            gate_open >> results[spec.name]
+    list(results.values()) >> summarize(run)
 
 kest_pipeline()

@@ -6,8 +6,8 @@ kest calls it as an Estimator model_fn with params = {"schema": <schema.json as 
 `sepal length (cm)` becomes `sepal_length_cm`), numbers as float32 with missing values already filled, strings as
 text; labels are class indices (classification) or standardised floats (regression: kest trains on
 (label - mean) / std and returns predictions in the label's units). With trainer.class_weight, each example's
-weight is the feature named by params["weight_feature"] (in training and evaluation). Return predictions with "logits" (classification) or
-"predictions" (regression) so kest's export can add probabilities and class names.
+weight is the feature named by params["weight_feature"] (in training and evaluation). Return predictions with
+"logits" (classification) or "predictions" (regression) so kest's export can add probabilities and class names.
 """
 import tensorflow as tf
 

@@ -9,9 +9,11 @@ import sys
 
 import yaml
 
-from kest_tasks.config import ConfigError, deep_merge, load_config
-from kest_tasks.errors import KestError
-from kest_tasks.pipeline import DEFAULT_CONFIG, configure, format_summary, latest_summary, run_pipeline, run_stage
+from kest_tasks.core.config import ConfigError, deep_merge, load_config
+from kest_tasks.core.errors import KestError
+from kest_tasks.core.stages import BY_NAME
+from kest_tasks.orchestration.assets import default_config_path
+from kest_tasks.orchestration.runner import configure, format_summary, latest_summary, run_pipeline, run_stage
 
 
 def parse_override(text: str) -> dict:
@@ -34,14 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run every stage of the pipeline in this process")
     summary = commands.add_parser("summary", help="print the latest run's test metrics, gate and model")
     for sub in (run, summary):
-        sub.add_argument("--config", default=str(DEFAULT_CONFIG), help="pipeline config (YAML or JSON)")
+        sub.add_argument("--config", default=default_config_path(), help="pipeline config (YAML or JSON)")
         sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config value, e.g. --set trainer.steps=200 (repeatable)")
     run.add_argument("--run-id", default=None, help="run folder name (default: cli__<UTC time>)")
     stage = commands.add_parser("stage", help="run one stage of a run (configures the run if it is new)")
-    stage.add_argument("name", help="prepare, build, train, evaluate, gate, export or publish")
+    stage.add_argument("name", help=", ".join(BY_NAME))
     stage.add_argument("--run-id", required=True, help="the run folder name")
-    stage.add_argument("--config", default=str(DEFAULT_CONFIG), help="pipeline config (YAML or JSON)")
+    stage.add_argument("--config", default=default_config_path(), help="pipeline config (YAML or JSON)")
     stage.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value (used only when the run is new)")
     return parser

@@ -12,9 +12,9 @@ from pathlib import PurePath
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
-from kest_tasks import params as run_params
-from kest_tasks.errors import KestError
-from kest_tasks.links import browse_url, tensorboard_url
+from kest_tasks.core.errors import KestError
+from kest_tasks.orchestration import trigger_form as run_params
+from kest_tasks.orchestration.links import browse_url, tensorboard_url
 
 
 def _result(ti_key, task_id: str) -> dict | None:

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 USER = "kest-admin"
 

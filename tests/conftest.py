@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-IRIS_CONFIG = REPO / "configs" / "iris.yaml"
+from tests.helpers import IRIS_CONFIG, REPO, iris_overrides
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="kest-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
@@ -28,17 +27,9 @@ def airflow_db() -> Path:
     return _AIRFLOW_HOME
 
 
-def iris_overrides(root: Path, **extra) -> dict:
-    """Overrides that keep a run's artifacts and published models under `root`."""
-    overrides = {"artifact_root": str(root / "artifacts"), "export": {"root": str(root / "models")}}
-    for key, value in extra.items():
-        overrides[key] = {**overrides.get(key, {}), **value} if isinstance(value, dict) else value
-    return overrides
-
-
 @pytest.fixture
 def iris_config(tmp_path):
-    from kest_tasks.config import load_config
+    from kest_tasks.core.config import load_config
 
     return load_config(IRIS_CONFIG, iris_overrides(tmp_path))
 
@@ -46,8 +37,8 @@ def iris_config(tmp_path):
 @pytest.fixture(scope="session")
 def iris_run(tmp_path_factory):
     """One full pipeline run on Iris (in process, no Airflow), shared by the stage tests that read its outputs."""
-    from kest_tasks.pipeline import run_pipeline
-    from kest_tasks.stage import load_run_config
+    from kest_tasks.core.execution import load_run_config
+    from kest_tasks.orchestration.runner import run_pipeline
 
     root = tmp_path_factory.mktemp("iris-run")
     summary = run_pipeline(IRIS_CONFIG, iris_overrides(root), "session-run")

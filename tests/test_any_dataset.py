@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import yaml
 
-from kest_tasks.config import ConfigError
-from kest_tasks.pipeline import configure, run_pipeline, run_stage
-from tests.conftest import IRIS_CONFIG, REPO, iris_overrides
+from kest_tasks.core import layout, stages
+from kest_tasks.core.config import ConfigError
+from kest_tasks.orchestration.runner import configure, run_pipeline, run_stage
+from tests.helpers import IRIS_CONFIG, IRIS_CSV, REPO, iris_overrides, stage_file
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ def _run(tmp_path, gate=None, **sections):
     """The pipeline on iris.yaml with `sections` merged in and its gate replaced by `gate`."""
     config = yaml.safe_load(IRIS_CONFIG.read_text())
     config["gate"] = gate or {"thresholds": {"accuracy": {"lower": 0.8}}}
-    config["dataset"]["path"] = str(REPO / "data" / "iris.csv")
+    config["dataset"]["path"] = str(IRIS_CSV)
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     return run_pipeline(tmp_path / "config.yaml", iris_overrides(tmp_path, **sections), "any")
@@ -56,7 +57,7 @@ def _run(tmp_path, gate=None, **sections):
 def _saved_model(summary):
     import tensorflow as tf
 
-    return tf.saved_model.load(str(Path(summary["run_uri"], "export", "saved_model")))
+    return tf.saved_model.load(str(stage_file(summary["run_uri"], stages.EXPORT, layout.SAVED_MODEL_FOLDER)))
 
 
 def _example(values: dict):
@@ -78,7 +79,7 @@ def _check_serving_fills_missing_values(summary, text_column=True):
     absent from a predict_examples tf.Example, answers exactly as the training split's mean does."""
     import tensorflow as tf
 
-    schema = json.loads(Path(summary["run_uri"], "data", "schema.json").read_text())
+    schema = json.loads(stage_file(summary["run_uri"], stages.PREPARE, layout.SCHEMA_FILE).read_text())
     keys = {f["name"]: f["tf_name"] for f in schema["features"]}
     assert keys["sepal length (cm)"] == "sepal_length_cm" and keys["a-b"] == "a_b_2" and keys["a_b"] == "a_b"
     assert keys["n° rooms"] == "n_rooms" and {f["name"]: f["type"] for f in schema["features"]}["n° rooms"] == "int"
@@ -120,9 +121,9 @@ def test_odd_headers_and_missing_values_for_every_kind(tmp_path, trainer, model)
     assert summary["blessed"], summary["gate"]
     assert summary["test_metrics"]["accuracy"] >= 0.8
     _check_serving_fills_missing_values(summary)
-    schema = json.loads(Path(summary["run_uri"], "data", "schema.json").read_text())
+    schema = json.loads(stage_file(summary["run_uri"], stages.PREPARE, layout.SCHEMA_FILE).read_text())
     assert {f["name"]: f["tf_name"] for f in schema["features"]}["colour name"] == "colour_name"
-    report = Path(summary["run_uri"], "report", "report.html").read_text()
+    report = stage_file(summary["run_uri"], stages.REPORT, layout.REPORT_FILE).read_text()
     assert "sepal_length_cm" in report and "TensorFlow name" in report
 
 
@@ -157,9 +158,9 @@ def test_balanced_class_weight_raises_minority_recall_for_every_kind(tmp_path, t
         summary = _run(tmp_path / weighting, dataset={"path": str(data), "label": "label"},
                        trainer={**trainer, "steps": 400, "class_weight": weighting},
                        model={"learning_rate": 0.01, **model}, gate={"mode": "always_bless"})
-        metrics = json.loads(Path(summary["run_uri"], "eval", "metrics.json").read_text())["metrics"]
+        metrics = json.loads(Path(stages.EVALUATE.load(summary["run_uri"]).metrics_uri).read_text())["metrics"]
         recall[weighting] = metrics["recall/rare"]
-    schema = json.loads(Path(summary["run_uri"], "data", "schema.json").read_text())
+    schema = json.loads(stage_file(summary["run_uri"], stages.PREPARE, layout.SCHEMA_FILE).read_text())
     counts = dict(zip(schema["label"]["classes"], schema["label"]["class_counts"]))
     assert counts["rare"] * 5 < counts["common"]
     assert recall["balanced"] >= recall["none"] + 0.1, recall
@@ -203,15 +204,15 @@ def test_regression_targets_are_standardised_and_predictions_in_label_units(tmp_
     summary = _run(tmp_path, dataset={"path": str(data), "label": "target"}, model={"builder": "tabular"},
                    gate={"mode": "always_bless"})
     run = Path(summary["run_uri"])
-    schema = json.loads((run / "data" / "schema.json").read_text())
+    schema = json.loads(stage_file(run, stages.PREPARE, layout.SCHEMA_FILE).read_text())
     assert 120 < schema["label"]["mean"] < 185 and schema["label"]["std"] > 50
-    report = (run / "report" / "report.html").read_text()
+    report = stage_file(run, stages.REPORT, layout.REPORT_FILE).read_text()
     assert f"trained on (label − {schema['label']['mean']:.4g}) / {schema['label']['std']:.4g}" in report
     # Ordinary least squares on the very same split, as the reference a tabular model must reach.
-    from kest_tasks.schema import Schema
-    from kest_tasks.tfdata import read_examples
+    from kest_tasks.data.schema import Schema
+    from kest_tasks.data.tfdata import read_examples
 
-    prepared = json.loads((run / "data" / "result.json").read_text())
+    prepared = stages.PREPARE.load(str(run)).model_dump()
     loaded_schema = Schema.load(prepared["schema_uri"])
 
     def split(name):

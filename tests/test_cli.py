@@ -2,7 +2,8 @@
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from kest_tasks.core import layout, stages
+from tests.helpers import IRIS_CONFIG, stage_file
 
 
 def _kest(*args, cwd):
@@ -14,10 +15,10 @@ def test_bad_config_value(tmp_path):
     done = _kest("run", "--set", f"artifact_root={tmp_path}", "--set", "trainer.steps=lots", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        f"kest: error: invalid config {REPO}/configs/iris.yaml: trainer.steps: Input should be a valid integer, "
+        f"kest: error: invalid config {IRIS_CONFIG}: trainer.steps: Input should be a valid integer, "
         "unable to parse string as an integer"
     )
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / layout.RUNS_FOLDER).exists()
 
 
 def test_missing_data_file(tmp_path):
@@ -26,7 +27,7 @@ def test_missing_data_file(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == f"kest: error: {tmp_path}/none.csv: file not found"
     assert "Traceback" not in done.stderr
-    assert not (tmp_path / "runs" / "r1" / "data").exists()
+    assert not stage_file(tmp_path / layout.RUNS_FOLDER / "r1", stages.PREPARE).exists()
 
 
 def test_summary_before_any_run(tmp_path):

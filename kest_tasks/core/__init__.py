@@ -1,0 +1,1 @@
+"""The base every stage stands on: config, errors, files, the run layout, stage results and the stage registry."""

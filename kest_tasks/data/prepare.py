@@ -1,0 +1,385 @@
+"""prepare: rows → statistics + schema (+ validation against a pinned schema) → hash split → TFRecord shards.
+
+One streaming pass: each chunk of rows updates the statistics, is checked, split and written. Everything goes
+to a temporary folder that becomes `<run_uri>/data/` only if the whole input was good, so a failed prepare
+leaves nothing behind. When pyarrow's type guess from the first block proves too narrow later (an integer
+column with a fraction further down), the pass restarts with that column read as the wider type.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kest_tasks.core.config import DatasetConfig, PipelineConfig
+from kest_tasks.core.execution import run_once, stage_function
+from kest_tasks.core.files import write_json_atomic
+from kest_tasks.core.layout import ANOMALIES_FILE, SCHEMA_FILE, STATS_FILE
+from kest_tasks.core.results import PrepareResult
+from kest_tasks.core.stages import PREPARE
+from kest_tasks.data import tfrecord_writer
+from kest_tasks.data.feature_names import tf_names
+from kest_tasks.data.schema import Schema
+from kest_tasks.data.sources import (
+    Chunk,
+    DataError,
+    SourcePlan,
+    WiderTypeNeeded,
+    arrow_type,
+    kind_of,
+    plan_sources,
+    read_chunks,
+)
+from kest_tasks.data.stats import ColumnStats, infer_schema
+from kest_tasks.data.validation import Validator
+
+log = logging.getLogger("kest.prepare")
+
+__all__ = ["DataError", "PrepareResult", "prepare", "shard_name", "split_of_hashes", "row_hashes"]
+
+SPLITS = ("train", "eval", "test")
+PROGRESS_EVERY_ROWS = 1_000_000
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def shard_name(split: str, index: int, shards: int, compression: str) -> str:
+    suffix = ".tfrecord.gz" if compression == "GZIP" else ".tfrecord"
+    return f"{split}-{index:05d}-of-{shards:05d}{suffix}"
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_NULL = np.uint64(0x6A09E667F3BCC908)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a stable, well-spread 64-bit mix (NumPy wraps uint64 arithmetic)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _column_hash(array: pa.Array) -> np.ndarray:
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        encoded = pc.dictionary_encode(array)
+        words = encoded.dictionary.to_pylist()
+        digests = np.array([int.from_bytes(hashlib.md5(w.encode()).digest()[:8], "little") for w in words] or [0],
+                           dtype=np.uint64)
+        indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        hashed = digests[indices]
+    else:
+        # Numbers hash by value as float64, so 5 and 5.0 (an int column read as float later) agree.
+        values = pc.cast(array, pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False) + 0.0
+        hashed = np.ascontiguousarray(values).view(np.uint64).copy()
+    if array.null_count:
+        hashed[array.is_null().to_numpy(zero_copy_only=False)] = _NULL
+    return hashed
+
+
+def row_hashes(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
+    """A stable 64-bit hash of each row's values in `columns`: the same on every machine and every run."""
+    state = np.full(batch.num_rows, _GOLDEN, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for name in columns:
+            state = _mix(state * np.uint64(31) ^ _column_hash(batch.column(name)))
+    return state
+
+
+def split_of_hashes(hashes: np.ndarray, fractions: dict[str, float]) -> np.ndarray:
+    """Split index (0 train, 1 eval, 2 test) of each hash against the cumulative split fractions."""
+    position = (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    bounds = np.cumsum([fractions[s] for s in SPLITS])[:-1]
+    return np.searchsorted(bounds, position, side="right")
+
+
+class _SplitWriter:
+    """The shard files of one split: rows dealt round-robin to `shards` files, or a new file every N rows."""
+
+    def __init__(self, folder: Path, split: str, dataset: DatasetConfig) -> None:
+        self.folder, self.split, self.dataset = folder, split, dataset
+        self.files: list[tfrecord_writer.TFRecordFile] = []
+        self.rows = 0
+        if not dataset.rows_per_shard:
+            self.files = [self._open(i) for i in range(dataset.shards)]
+
+    def _open(self, index: int) -> tfrecord_writer.TFRecordFile:
+        return tfrecord_writer.TFRecordFile(self.folder / f".{self.split}-{index:05d}.part", self.dataset.compression)
+
+    def write(self, encode, rows: np.ndarray) -> None:
+        if self.dataset.rows_per_shard:
+            per = self.dataset.rows_per_shard
+            start = 0
+            while start < len(rows):
+                if not self.files or self.files[-1].records >= per:
+                    self.files.append(self._open(len(self.files)))
+                take = rows[start:start + per - self.files[-1].records]
+                self.files[-1].write(*encode(take))
+                start += len(take)
+        else:
+            shards = len(self.files)
+            target = (self.rows + np.arange(len(rows))) % shards
+            for index, file in enumerate(self.files):
+                chosen = rows[target == index]
+                if len(chosen):
+                    file.write(*encode(chosen))
+        self.rows += len(rows)
+
+    def abort(self) -> None:
+        """Close the files without naming them: the caller discards the whole temporary folder."""
+        for file in self.files:
+            try:
+                file.close()
+            except OSError:
+                pass
+
+    def close(self) -> list[str]:
+        names = []
+        for index, file in enumerate(self.files):
+            file.close()
+            name = shard_name(self.split, index, len(self.files), self.dataset.compression)
+            file.path.rename(self.folder / name)
+            names.append(name)
+        return names
+
+
+def _feature_part(array: pa.Array) -> tfrecord_writer.Part:
+    kind = array.type
+    if pa.types.is_floating(kind):
+        return tfrecord_writer.float_feature(array.fill_null(0.0).to_numpy(zero_copy_only=False))
+    if pa.types.is_integer(kind):
+        return tfrecord_writer.int64_feature(array.fill_null(0).to_numpy(zero_copy_only=False))
+    array = array.fill_null("")
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset:array.offset + len(array) + 1]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8) if array.buffers()[2] else np.empty(0, np.uint8)
+    return tfrecord_writer.bytes_feature(tfrecord_writer.strings(data, offsets.astype(np.int64)))
+
+
+def _encoder(batch: pa.RecordBatch, columns: list[str]):
+    def encode(rows: np.ndarray):
+        taken = batch.take(pa.array(rows)) if len(rows) != batch.num_rows else batch
+        entries = []
+        for name in columns:
+            array = taken.column(name)
+            present = array.is_valid().to_numpy(zero_copy_only=False) if array.null_count else None
+            entries.append(tfrecord_writer.map_entry(name, _feature_part(array), present))
+        return tfrecord_writer.tfrecords(entries)
+
+    return encode
+
+
+class _Pass:
+    """One streaming pass over the inputs: statistics, validation, split and write."""
+
+    def __init__(self, config: PipelineConfig, plan: SourcePlan, pinned: Schema | None, out: Path,
+                 column_types: dict[str, pa.DataType]) -> None:
+        self.plan, self.pinned, self.out = plan, pinned, out
+        self.column_types = column_types
+        self.dataset = config.dataset
+        self.validator = Validator(pinned, self.dataset.validation) if pinned else None
+        self.columns: dict[str, ColumnStats] = {}
+        self.kept: list[str] = []
+        self.first_origin = ""
+        self.writers = {s: _SplitWriter(out, s, self.dataset) for s in SPLITS}
+        self.rows = 0
+
+    def _start(self, chunk: Chunk) -> None:
+        names = chunk.batch.schema.names
+        if self.dataset.label not in names:
+            raise DataError(f"{chunk.origin}: label column {self.dataset.label!r} not found "
+                            f"(columns: {', '.join(names)})")
+        missing_keys = [k for k in self.dataset.split.key or [] if k not in names]
+        if missing_keys:
+            raise DataError(f"{chunk.origin}: dataset.split.key column(s) {missing_keys} not in data "
+                            f"(columns: {', '.join(names)})")
+        self.kept = self.validator.check_columns(names, chunk.origin) if self.validator else list(names)
+        self.columns = {name: ColumnStats(name, is_label=name == self.dataset.label) for name in names}
+        self.first_origin = chunk.origin
+
+    def add(self, chunk: Chunk) -> None:
+        if not self.columns:
+            self._start(chunk)
+        elif set(chunk.batch.schema.names) != set(self.columns):
+            names = set(chunk.batch.schema.names)
+            raise DataError(f"{chunk.origin}: columns differ from {self.first_origin}: missing "
+                            f"{sorted(set(self.columns) - names)}, extra {sorted(names - set(self.columns))}")
+        batch = chunk.batch
+        arrays = {}
+        for name in batch.schema.names:
+            array = self._finite_or_missing(name, batch.column(name), chunk)
+            if self.validator and name in self.kept:
+                array = self.validator.conform(name, array, chunk)
+            arrays[name] = array
+        batch = pa.RecordBatch.from_pydict(arrays)
+        if chunk.split is not None:
+            assignment = np.full(batch.num_rows, SPLITS.index(chunk.split))
+        else:
+            key = self.dataset.split.key or batch.schema.names
+            assignment = split_of_hashes(row_hashes(batch, key), self.dataset.split.fractions())
+        train = assignment == 0
+        for name, array in arrays.items():
+            stats, kind = self.columns[name], kind_of(array.type)
+            if stats.rows and kind != stats.kind and name not in self.column_types:
+                # Another file (or part) holds a wider type than the first: read every input again as that type.
+                raise WiderTypeNeeded(name, arrow_type("string" if "string" in (kind, stats.kind) else "float"))
+            stats.add(array, chunk, train)
+        if self.validator:
+            self.validator.check(batch.select(self.kept), chunk)
+        encode = _encoder(batch, self.kept)
+        for index, split in enumerate(SPLITS):
+            rows = np.flatnonzero(assignment == index)
+            if len(rows):
+                self.writers[split].write(encode, rows)
+        before = self.rows
+        self.rows += batch.num_rows
+        if self.rows // PROGRESS_EVERY_ROWS > before // PROGRESS_EVERY_ROWS:
+            elapsed = time.monotonic() - self.started
+            log.info("prepare: %d rows so far, %.0f rows/s", self.rows, self.rows / elapsed)
+
+    def _finite_or_missing(self, name: str, array: pa.Array, chunk: Chunk) -> pa.Array:
+        """A float column with NaN made missing, and numbers that are infinite or beyond float32 (what the
+        TFRecords hold) refused with their row — or, with dataset.non_finite: clip, kept as ±inf for the readers
+        to clip to the column's range."""
+        if not pa.types.is_floating(array.type):
+            return array
+        values = array.to_numpy(zero_copy_only=False)  # missing values read as NaN
+        with np.errstate(invalid="ignore"):
+            beyond = np.abs(values) > FLOAT32_MAX
+        nan = np.isnan(values)
+        if beyond.any():
+            first = int(np.flatnonzero(beyond)[0])
+            where = f"{chunk.origin} row {chunk.first_row + first} column {name!r}"
+            if name == self.dataset.label:
+                raise DataError(f"{where}: label {float(values[first])!r} is not a finite number")
+            if self.dataset.non_finite == "error":
+                raise DataError(f"{where}: {float(values[first])!r} is not a finite float32 number; fix it, or set "
+                                "dataset.non_finite: clip to clip such values to the column's range")
+            values = np.where(beyond, np.copysign(np.inf, values), values)
+        elif array.null_count == nan.sum():
+            return array
+        return pa.array(values, type=pa.float64(), mask=nan)
+
+    def run(self) -> None:
+        """Read every chunk, then check the whole and write schema.json, stats.json and anomalies.json."""
+        self.started = time.monotonic()
+        try:
+            for chunk in read_chunks(self.dataset, self.plan, self.column_types):
+                self.add(chunk)
+        except BaseException:
+            for writer in self.writers.values():
+                writer.abort()
+            raise
+        self.files = {split: writer.close() for split, writer in self.writers.items()}
+        self._finish()
+
+    def _finish(self) -> None:
+        inputs = [f for fs in self.plan.inputs.values() for f in fs]
+        if self.rows == 0:
+            raise DataError(f"{', '.join(inputs)}: header only, no data rows")
+        forced = set(self.dataset.column_types)
+        for stats in self.columns.values():
+            stats.check_numeric_text(forced=stats.name in forced or self.validator is not None)
+            if stats.name != self.dataset.label:
+                stats.check_missing(self.dataset.missing)
+        size = self.dataset.vocabulary_size
+        inferred = infer_schema(self.columns, self.dataset, self.rows)
+        anomalies = self.validator.finish(self.columns) if self.validator else []
+        schema = _pinned_schema(self.pinned, self.rows, self.columns) if self.pinned else inferred
+        split_rows = {split: self.writers[split].rows for split in SPLITS}
+        empty = [split for split, count in split_rows.items() if count == 0]
+        if empty:
+            raise DataError(f"{', '.join(inputs)}: split(s) {empty} received no rows out of {self.rows}; "
+                            "add data or change dataset.split weights")
+        write_json_atomic(self.out / SCHEMA_FILE, schema.model_dump(mode="json"))
+        write_json_atomic(self.out / STATS_FILE, {
+            "rows": self.rows, "split_rows": split_rows, "inputs": inputs, "span": self.plan.span,
+            "columns": {name: stats.stats(size) for name, stats in self.columns.items()},
+        })
+        write_json_atomic(self.out / ANOMALIES_FILE, anomalies)
+        self.split_rows = split_rows
+        self.inputs = inputs
+        self.anomalies = anomalies
+
+
+def _pinned_schema(pinned: Schema, rows: int, columns: dict[str, ColumnStats]) -> Schema:
+    """The pinned schema for this data: its statistics, with this data's missing and infinite counts (readers skip
+    filling columns with none), and TensorFlow names and fill values where an older schema.json lacks them."""
+    names = tf_names(pinned.feature_names)
+    features = [feature.model_copy(update={
+        "missing": columns[feature.name].missing if feature.name in columns else rows,
+        "infinite": columns[feature.name].nan_or_inf if feature.name in columns else 0,
+        "tf_name": feature.tf_name or names[feature.name],
+        "fill": feature.fill if feature.fill is not None else ("" if feature.type == "string" else feature.mean or 0.0),
+    }) for feature in pinned.features]
+    return pinned.model_copy(update={"rows": rows, "features": features})
+
+
+def _initial_types(dataset: DatasetConfig) -> dict[str, pa.DataType]:
+    # A pinned schema's types are not imposed on the reader: data that breaks them is an anomaly to report
+    # (with its severity), not a parse failure.
+    return {name: arrow_type(kind) for name, kind in dataset.column_types.items()}
+
+
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_memory_flat() -> None:
+    """Make freed buffers go back to the OS, so peak memory tracks one chunk, not the size of the input.
+
+    pyarrow's mimalloc pool and glibc's adaptive mmap threshold both keep freed chunk buffers for reuse;
+    over thousands of chunks their retained memory grew with the input (measured: +90 MB per 1M rows). Arrow
+    then allocates with the system allocator, and glibc serves every allocation of 1 MiB or more with mmap.
+    """
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+@stage_function
+def prepare(config: PipelineConfig, run_uri: str) -> PrepareResult:
+    """Read the configured dataset into `<run_uri>/prepare/`: TFRecord shards per split, schema.json, stats.json
+    and anomalies.json. Raises DataError (naming file, row and column) on unusable input; nothing is kept then.
+    """
+    dataset = config.dataset
+    pinned = Schema.load(dataset.schema_file) if dataset.schema_file else None
+
+    def produce(tmp: Path, final: Path) -> PrepareResult:
+        keep_memory_flat()
+        plan = plan_sources(dataset)
+        if plan.span is not None:
+            log.info("prepare: reading span %d: %s", plan.span, plan.inputs)
+        column_types = _initial_types(dataset)
+        started = time.monotonic()
+        while True:
+            one_pass = _Pass(config, plan, pinned, tmp, column_types)
+            try:
+                one_pass.run()
+                break
+            except WiderTypeNeeded as wider:
+                log.info("prepare: column %r needs type %s; reading again", wider.column, wider.wider)
+                column_types = {**column_types, wider.column: wider.wider}
+                for leftover in tmp.iterdir():
+                    leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover)
+        seconds = time.monotonic() - started
+        log.info("prepare: %d rows → %s in %.2f s (%.0f rows/s)", one_pass.rows, one_pass.split_rows, seconds,
+                 one_pass.rows / max(seconds, 1e-9))
+        return PrepareResult(
+            data_uri=str(final), schema_uri=str(final / SCHEMA_FILE), stats_uri=str(final / STATS_FILE),
+            rows=one_pass.rows, split_rows=one_pass.split_rows,
+            files={s: [str(final / n) for n in names] for s, names in one_pass.files.items()},
+            compression=dataset.compression, inputs=one_pass.inputs, span=plan.span,
+            anomalies=len(one_pass.anomalies),
+        )
+
+    return run_once(run_uri, PREPARE.folder, PrepareResult, produce)

@@ -1,0 +1,104 @@
+"""The whole pipeline without Airflow, and the two steps that bracket it: configure and summarize.
+
+The DAG runs the stages of `core.stages` one per task; `run_pipeline` runs them in one process, in the same order
+and under the same blessing rule.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from kest_tasks.core.config import PipelineConfig, config_to_json, load_config
+from kest_tasks.core.files import read_json, write_bytes_atomic, write_json_atomic
+from kest_tasks.core.layout import SUMMARY_FILE, RunLayout, runs_folder
+from kest_tasks.core.results import ConfigureResult
+from kest_tasks.core.stages import (
+    BLESSING_STAGE,
+    EVALUATE,
+    GATE,
+    PUBLISH,
+    REPORT,
+    STAGES,
+    blessing_decision,
+    invoke,
+    optional_inputs,
+    stage,
+)
+
+log = logging.getLogger("kest")
+
+
+def configure(config_path: str | Path, overrides: dict[str, Any] | None, run_id: str,
+              run_uri: str | None = None) -> ConfigureResult:
+    """Validate the config (file + overrides) and freeze it as `<run_uri>/config.json` for the later stages.
+    `run_uri` defaults to `<artifact_root>/runs/<run_id>` (the DAG passes the same, from the plugin's macro).
+
+    A retry keeps the frozen config, so every stage of a run sees the same one even if the file changed since.
+    """
+    config = load_config(config_path, overrides)
+    layout = RunLayout(run_uri) if run_uri else RunLayout.for_run(config.artifact_root, run_id)
+    if layout.config_file.exists():
+        log.info("configure: run folder %s already has its config; keeping it", layout.uri)
+    else:
+        write_bytes_atomic(layout.config_file, config_to_json(config).encode())
+        log.info("configure: run folder %s, config from %s", layout.uri, config_path)
+    return ConfigureResult(run_uri=layout.uri, config_uri=str(layout.config_file), model_name=config.model_name)
+
+
+def summarize(run_uri: str) -> dict[str, Any]:
+    """Write `<run_uri>/summary.json`: test metrics, the gate decision and where the model went (if it did)."""
+    evaluated, blessing = EVALUATE.load(run_uri), GATE.load(run_uri)
+    published, reported = PUBLISH.stored(run_uri), REPORT.stored(run_uri)
+    summary = {
+        "run_uri": run_uri,
+        "test_metrics": evaluated.metrics,
+        "test_examples": evaluated.examples,
+        "blessed": blessing.blessed,
+        "gate": blessing.reason,
+        "published_model": published.model_uri if published else None,
+        "report": reported.report_uri if reported else None,
+    }
+    write_json_atomic(RunLayout(run_uri).summary_file, summary)
+    log.info("summary: %s", format_summary(summary))
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary["test_metrics"].items()))
+    published = summary["published_model"] or "not published"
+    return (
+        f"test metrics ({summary['test_examples']} examples): {metrics}\n"
+        f"gate: {summary['gate']}\n"
+        f"published model: {published}\n"
+        f"report: {summary.get('report') or 'none'}\n"
+        f"run folder: {summary['run_uri']}"
+    )
+
+
+def latest_summary(config: PipelineConfig) -> dict[str, Any] | None:
+    """The summary of the most recently finished run under the config's artifact root."""
+    summaries = sorted(runs_folder(config.artifact_root).glob(f"*/{SUMMARY_FILE}"), key=lambda p: p.stat().st_mtime)
+    return read_json(summaries[-1]) if summaries else None
+
+
+def run_stage(name: str, run_uri: str) -> dict[str, Any]:
+    """Run one stage of an existing run, its upstream results read from the run folder. Returns its result."""
+    spec = stage(name)
+    optional = optional_inputs(spec)
+    upstream = {argument: (stage(source).stored(run_uri) if argument in optional else stage(source).load(run_uri))
+                for argument, source in spec.inputs.items()}
+    return invoke(spec, run_uri, upstream).model_dump(mode="json")
+
+
+def run_pipeline(config_path: str | Path, overrides: dict[str, Any] | None, run_id: str) -> dict[str, Any]:
+    """Run every stage in this process, as the DAG does task by task. Returns the run summary."""
+    run_uri = configure(config_path, overrides, run_id).run_uri
+    for spec in STAGES:
+        if spec.needs_blessing:
+            blessed, reason = blessing_decision(BLESSING_STAGE.load(run_uri))
+            if not blessed:
+                log.info("%s skipped: %s", spec.name, reason)
+                continue
+        run_stage(spec.name, run_uri)
+    return summarize(run_uri)

@@ -1,0 +1,93 @@
+"""publish: copy the exported SavedModel to `<export_root>/<model_name>/<version>/` and make it champion.
+
+The export root is a local folder or `gs://bucket/prefix` (kest_tasks.registry.model_store). A version appears whole
+(staged, verified by object count and crc32c, `saved_model.pb` last) and is never overwritten. The champion
+pointer moves by compare-and-swap, and only from the champion the gate compared against: of two concurrent
+publishes that both beat the same champion, one becomes champion and the other stays published without it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+from kest_tasks.core.config import PipelineConfig
+from kest_tasks.core.errors import KestError
+from kest_tasks.core.execution import stage_function
+from kest_tasks.core.files import write_json_atomic
+from kest_tasks.core.layout import (
+    REPORT_FILE,
+    SAVED_MODEL_FILE,
+    RunLayout,
+    champion_key,
+    history_key,
+    version_key,
+    version_name,
+)
+from kest_tasks.core.results import EvaluateResult, ExportResult, GateResult, PublishResult, ReportResult
+from kest_tasks.core.stages import PUBLISH
+from kest_tasks.registry.champion import store_for
+from kest_tasks.registry.model_store import Store, StoreError
+
+log = logging.getLogger("kest.publish")
+
+
+class PublishError(KestError, RuntimeError):
+    """The model could not be published; nothing partial is visible."""
+
+
+def claim_champion(store: Store, model_name: str, pointer: dict, expected: str | None) -> tuple[bool, str]:
+    """Point champion.json at `pointer` if it still names `expected` (the champion the gate compared against);
+    (made champion?, why not)."""
+    version = pointer["version"]
+    current, token = store.read_json(champion_key(model_name))
+    current_version = (current or {}).get("version")
+    if current_version == version:  # a retry after the pointer moved
+        store.put_json(history_key(model_name, version), pointer, if_token=None)
+        return True, ""
+    if store.exists(history_key(model_name, version)):
+        return False, f"{version} was champion once and was replaced by {current_version}; not moving back"
+    if current_version != expected:
+        return False, (f"the champion changed to {current_version} after the gate compared against {expected}; "
+                       "re-run the gate to compare against it")
+    if not store.put_json(champion_key(model_name), pointer, if_token=token):
+        latest = (store.read_json(champion_key(model_name))[0] or {}).get("version")
+        return False, f"another publish made {latest} champion first"
+    store.put_json(history_key(model_name, version), pointer, if_token=None)
+    return True, ""
+
+
+@stage_function
+def publish(
+    config: PipelineConfig, run_uri: str, exported: ExportResult, blessing: GateResult, evaluated: EvaluateResult,
+    reported: ReportResult,
+) -> PublishResult:
+    """Publish a blessed export and make it champion if the champion is still the one it beat. Raises
+    PublishError if the model is not blessed or the store fails (after its retries)."""
+    if not blessing.blessed:
+        raise PublishError(f"refusing to publish a model that is not blessed ({blessing.reason})")
+    version = version_name(exported.exported_at, run_uri)
+    metrics = evaluated.metrics
+    try:
+        store = store_for(config)
+        report = Path(reported.report_uri)
+        files = store.publish_tree(Path(exported.saved_model_uri), version_key(config.model_name, version),
+                                   last=SAVED_MODEL_FILE, record={"run_uri": run_uri, "version": version,
+                                                                  "metrics": metrics},
+                                   extra={REPORT_FILE: report} if report.exists() else {})
+        model_uri = store.uri(version_key(config.model_name, version))
+        pointer = {"version": version, "model_uri": model_uri, "metrics": metrics, "run_uri": run_uri,
+                   "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        champion, note = claim_champion(store, config.model_name, pointer, blessing.champion_version)
+    except StoreError as error:
+        raise PublishError(f"publishing {config.model_name} {version} failed: {error}") from None
+    if champion:
+        log.info("publish: %s → %s (%d files); champion is now %s", exported.saved_model_uri, model_uri, files,
+                 version)
+    else:
+        log.warning("publish: %s → %s (%d files); not made champion: %s", exported.saved_model_uri, model_uri,
+                    files, note)
+    result = PublishResult(model_uri=model_uri, version=version, files=files, champion=champion, champion_note=note,
+                           champion_uri=store.uri(champion_key(config.model_name)))
+    write_json_atomic(RunLayout(run_uri).result_file(PUBLISH.folder), result.model_dump(mode="json"))
+    return result

@@ -1,0 +1,1 @@
+"""Reporting: the report stage's self-contained report.html."""

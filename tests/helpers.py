@@ -1,0 +1,75 @@
+"""Helpers shared by the tests (one module; test modules never import each other)."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kest_tasks.core.layout import RunLayout
+from kest_tasks.core.stages import StageSpec
+from kest_tasks.orchestration.assets import bundled_config
+
+REPO = Path(__file__).resolve().parent.parent
+IRIS_CONFIG = bundled_config()
+IRIS_CSV = IRIS_CONFIG.with_name("iris.csv")
+
+
+def iris_overrides(root: Path, **extra: Any) -> dict[str, Any]:
+    """Overrides that keep a run's artifacts and published models under `root`."""
+    overrides: dict[str, Any] = {"artifact_root": str(root / "artifacts"), "export": {"root": str(root / "models")}}
+    for key, value in extra.items():
+        overrides[key] = {**overrides.get(key, {}), **value} if isinstance(value, dict) else value
+    return overrides
+
+
+def run_iris(tmp_path: Path, thresholds: dict | None = None, **sections: Any) -> dict[str, Any]:
+    """Run the whole pipeline on the bundled Iris config with overrides; `thresholds` replaces the gate's (not
+    merged). Returns the run summary."""
+    from kest_tasks.orchestration.runner import run_pipeline
+
+    config_file = IRIS_CONFIG
+    if thresholds is not None:
+        data = yaml.safe_load(IRIS_CONFIG.read_text())
+        data["gate"]["thresholds"] = thresholds
+        data["dataset"]["path"] = str(IRIS_CSV)
+        config_file = tmp_path / "config.yaml"
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(yaml.safe_dump(data))
+    return run_pipeline(config_file, iris_overrides(tmp_path, **sections), "kinds")
+
+
+def regression_csv(path: Path) -> Path:
+    """A 300-row house-price table: two numbers and a string feature, price a noisy linear function of them."""
+    rng = random.Random(3)
+    lines = ["size,rooms,area,price"]
+    for _ in range(300):
+        size, rooms, area = rng.uniform(30, 200), rng.randint(1, 6), rng.choice(["north", "south", "centre"])
+        price = 2.0 * size + 10 * rooms + {"north": 0, "south": 20, "centre": 60}[area] + rng.gauss(0, 5)
+        lines.append(f"{size:.1f},{rooms},{area},{price:.2f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def binary_csv(path: Path) -> Path:
+    """A 400-row loan table: two numbers and a region, approved yes/no from a noisy score of them."""
+    rng = random.Random(7)
+    lines = ["income,debt,region,approved"]
+    for _ in range(400):
+        income, debt, region = rng.uniform(0, 100), rng.uniform(0, 50), rng.choice(["east", "west"])
+        score = income - 1.5 * debt + (10 if region == "east" else -10) + rng.gauss(0, 5)
+        lines.append(f"{income:.1f},{debt:.1f},{region},{'yes' if score > 25 else 'no'}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_layout(summary: dict[str, Any]) -> RunLayout:
+    """The layout of the run a summary describes."""
+    return RunLayout(summary["run_uri"])
+
+
+def stage_file(run: str | Path, spec: StageSpec[Any], name: str = "") -> Path:
+    """A stage's folder in a run (`name` empty) or a file in it, e.g. `stage_file(run, EVALUATE, METRICS_FILE)`."""
+    folder = RunLayout(str(run)).stage_dir(spec.folder)
+    return folder / name if name else folder

@@ -1,0 +1,188 @@
+"""kest under a real Airflow: `airflow standalone` (scheduler, dag-processor, api-server, triggerer; LocalExecutor,
+SQLite) on a free loopback port. Runs are triggered through REST v2 and through the UI's trigger form in headless
+Chromium, and each must end with a published model."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kest_tasks.core import layout
+from tests.airflow_server import USER, AirflowServer, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+
+DAG = "kest_pipeline"
+RUN_TIMEOUT = 900
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The runs' folders, served over HTTP like the dev stack's artifacts-browser: the UI shows only http(s) links."""
+    root = tmp_path_factory.mktemp("kest-files")
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield root, f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, files):
+    root, url = files
+    started = AirflowServer(tmp_path_factory.mktemp("airflow-standalone"),
+                            {"KEST_FILES_ROOT": str(root), "KEST_FILES_URL": url}).start()
+    try:
+        for dag_id in (DAG, "kest_model_consumer"):
+            status, body = started.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+            assert status == 200, body
+        yield started
+    finally:
+        started.stop()
+
+
+def _trigger(server: AirflowServer, conf: dict) -> tuple[int, dict]:
+    # logical_date null: a manual run not tied to a data interval (Airflow 3 requires the key).
+    return server.request("POST", f"/api/v2/dags/{DAG}/dagRuns", {"logical_date": None, "conf": conf})
+
+
+def _summary(run_folder: str) -> dict:
+    return json.loads((Path(run_folder) / layout.SUMMARY_FILE).read_text())
+
+
+def test_invalid_params_are_refused_with_400_before_any_run(server):
+    runs_before = server.request("GET", f"/api/v2/dags/{DAG}/dagRuns")[1]["total_entries"]
+    for conf, message in [({"trainer__steps": 0}, "trainer__steps: 0 is less than the minimum of 1"),
+                          ({"trainer__kind": "xgboost"}, "trainer__kind"),
+                          ({"model__learning_rate": "fast"}, "model__learning_rate")]:
+        status, body = _trigger(server, conf)
+        assert status == 400, (conf, status, body)
+        assert message in body["detail"], body
+    status, runs = server.request("GET", f"/api/v2/dags/{DAG}/dagRuns")
+    assert status == 200 and runs["total_entries"] == runs_before
+
+
+def test_rest_triggered_run_publishes_the_model(server, files):
+    work, files_url = files[0] / "rest", files[1]
+    conf = {"overrides": {"artifact_root": str(work / "artifacts"), "export": {"root": str(work / "models")}},
+            "trainer__steps": 200}
+    status, triggered = _trigger(server, conf)
+    assert status == 200, triggered
+    run_id = triggered["dag_run_id"]
+    run = server.wait_for_run(DAG, run_id, RUN_TIMEOUT)
+    assert run["state"] == "success", (run["task_states"], server.tail())
+    assert set(run["task_states"].values()) == {"success"}
+
+    # The configure task's run folder came from the plugin's macro (its rendered template), and holds the run.
+    status, configure = server.request("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/configure")
+    run_folder = configure["rendered_fields"]["op_kwargs"]["run_folder"]
+    assert Path(run_folder).parent == work / "artifacts" / layout.RUNS_FOLDER
+    assert configure["rendered_fields"]["op_kwargs"]["export_root"] == str(work / "models")
+    summary = _summary(run_folder)
+    assert json.loads((Path(run_folder) / layout.CONFIG_FILE).read_text())["trainer"]["steps"] == 200
+    assert summary["blessed"] is True and summary["test_metrics"]["accuracy"] >= 0.9
+    published = Path(summary["published_model"])
+    assert published.parent == work / "models" / "iris" and (published / layout.SAVED_MODEL_FILE).exists()
+    champion = json.loads((published.parent / layout.CHAMPION_FILE).read_text())
+    assert champion["model_uri"] == str(published)
+
+    # The plugin's extra links, as the UI reads them.
+    status, train_links = server.request("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/train/links")
+    assert train_links["extra_links"] == {
+        "TensorBoard": f"http://localhost:6006/?runFilter={Path(run_folder).name}#timeseries",
+        "Model dir": f"{files_url}/rest/artifacts/runs/{Path(run_folder).name}/train/"}
+    status, publish_links = server.request("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/publish/links")
+    assert publish_links["extra_links"] == {"Published model": f"{files_url}/rest/models/iris/{published.name}/"}
+
+    # The Asset event made the scheduler run the example consumer, which received the model.
+    def consumer_got_it() -> bool:
+        status, runs = server.request("GET", "/api/v2/dags/kest_model_consumer/dagRuns")
+        return any(r["state"] == "success" for r in runs.get("dag_runs", []))
+
+    server.wait_for(consumer_got_it, 180, "the consumer DAG to run on the Asset event", every=3)
+    status, runs = server.request("GET", "/api/v2/dags/kest_model_consumer/dagRuns")
+    consumer_run = next(r for r in runs["dag_runs"] if r["state"] == "success")
+    status, xcom = server.request(
+        "GET", f"/api/v2/dags/kest_model_consumer/dagRuns/{consumer_run['dag_run_id']}/taskInstances/announce/"
+               "xcomEntries/return_value")
+    assert status == 200, xcom
+    announced = xcom["value"] if isinstance(xcom["value"], list) else json.loads(xcom["value"])
+    assert [model["model_uri"] for model in announced] == [str(published)]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (`make test` installs it)")
+def test_ui_trigger_form_runs_the_pipeline(server, files, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    work = files[0] / "ui"
+    screenshots = tmp_path / "screenshots"
+    screenshots.mkdir()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(f"{server.url}/dags/{DAG}")
+            page.get_by_label("Username").fill(USER)  # the simple auth manager's login page
+            page.get_by_label("Password").fill(server.password)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"**/dags/{DAG}**")
+
+            page.get_by_role("button", name="Trigger").first.click()
+            form = page.get_by_role("dialog")
+            for section in ("Run", "Dataset", "Evaluate", "Export", "Gate", "Model", "Trainer"):
+                expect(form.get_by_role("button", name=section, exact=True)).to_be_visible()
+            # One section open at a time (an accordion): open each before filling its field.
+            for section, field, value in [("Run", "#element_artifact_root", str(work / "artifacts")),
+                                          ("Export", "#element_export__root", str(work / "models")),
+                                          ("Trainer", "[name=element_trainer__steps]", "120")]:
+                form.get_by_role("button", name=section, exact=True).click()
+                form.locator(field).fill(value)
+            expect(form.get_by_text("Total training steps (global_step to reach).", exact=False)).to_be_visible()
+            expect(form.get_by_text("(the config file's value)").filter(visible=True).first).to_be_visible()
+            page.screenshot(path=str(screenshots / "trigger-form.png"), full_page=True)
+            form.get_by_role("button", name="Trigger", exact=True).click()
+            expect(form).to_be_hidden()
+
+            def ui_run() -> dict | None:
+                status, runs = server.request("GET", f"/api/v2/dags/{DAG}/dagRuns?order_by=-run_after")
+                return next((r for r in runs["dag_runs"] if r["conf"].get("trainer__steps") == 120), None)
+
+            server.wait_for(lambda: ui_run() is not None, 60, "the run triggered from the form")
+            triggered = ui_run()
+            assert triggered["triggered_by"] == "ui" and triggered["triggering_user_name"] == USER
+            assert triggered["conf"]["artifact_root"] == str(work / "artifacts")
+            run = server.wait_for_run(DAG, triggered["dag_run_id"], RUN_TIMEOUT)
+            assert run["state"] == "success", (run["task_states"], server.tail())
+
+            page.goto(f"{server.url}/dags/{DAG}/runs/{triggered['dag_run_id']}")
+            expect(page.get_by_text("success").first).to_be_visible()
+            page.screenshot(path=str(screenshots / "run.png"), full_page=True)
+            # The plugin's extra links on the train task instance (its Details tab); Model dir opens the checkpoints.
+            page.goto(f"{server.url}/dags/{DAG}/runs/{triggered['dag_run_id']}/tasks/train/details")
+            tensorboard = page.get_by_role("link", name="TensorBoard")
+            expect(tensorboard).to_have_attribute("href", re.compile(r"^http://localhost:6006/\?runFilter=manual__"))
+            model_dir = page.get_by_role("link", name="Model dir")
+            train_folder = re.compile(rf"^{re.escape(files[1])}/ui/artifacts/runs/manual__.*/train/$")
+            expect(model_dir).to_have_attribute("href", train_folder)
+            page.screenshot(path=str(screenshots / "train-task.png"), full_page=True)
+            page.goto(model_dir.get_attribute("href"))
+            expect(page.get_by_role("link", name="checkpoint", exact=True)).to_be_visible()
+        finally:
+            browser.close()
+
+    (run_folder,) = (work / "artifacts" / layout.RUNS_FOLDER).iterdir()
+    assert json.loads((run_folder / layout.CONFIG_FILE).read_text())["trainer"]["steps"] == 120
+    summary = _summary(str(run_folder))
+    assert Path(summary["published_model"]).parent == work / "models" / "iris"
+    for shot in ("trigger-form.png", "run.png", "train-task.png"):  # real page renders, not blank captures
+        assert (screenshots / shot).stat().st_size > 20_000, shot

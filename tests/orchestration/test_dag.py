@@ -1,0 +1,296 @@
+"""The DAG itself: it parses without TensorFlow, and real `dag.test()` runs take Iris to a published model."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kest_tasks.core import layout, stages
+from tests.helpers import REPO, iris_overrides, stage_file
+
+DAG_FILE = REPO / "dags" / "kest_pipeline.py"
+TASK_IDS = ["configure", *(spec.name for spec in stages.STAGES), "blessed", "summarize"]
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAG_FILE))
+    assert bag.import_errors == {}
+    return bag.get_dag("kest_pipeline")
+
+
+def test_dag_edges_come_from_the_stage_registry(dag):
+    """Each stage's task takes exactly its registry inputs (plus the run), stages that need blessing wait for the
+    short-circuit, and a stage taking their optional outputs runs unless something failed."""
+    assert sorted(dag.task_ids) == sorted(TASK_IDS)
+    for spec in stages.STAGES:
+        task = dag.get_task(spec.name)
+        expected = {"configure", *spec.inputs.values()} | ({"blessed"} if spec.needs_blessing else set())
+        assert task.upstream_task_ids == expected, spec.name
+        assert task.trigger_rule == ("none_failed" if stages.optional_inputs(spec) else "all_success"), spec.name
+        assert task.doc_md == spec.summary
+    assert dag.get_task("blessed").upstream_task_ids == {stages.BLESSING_STAGE.name}
+    assert dag.get_task("blessed").downstream_task_ids == {s.name for s in stages.STAGES if s.needs_blessing}
+    assert dag.get_task("summarize").upstream_task_ids == {"configure", *(s.name for s in stages.STAGES)}
+    assert dag.get_task("summarize").trigger_rule == "none_failed"
+    assert dag.get_task("report").trigger_rule == "none_failed"  # the registry's blessing rule, as users see it
+    assert dag.get_task("train").retries == 2
+    for task_id in TASK_IDS:
+        assert dag.get_task(task_id).doc_md, f"{task_id} has no doc"
+
+
+def test_production_settings(dag):
+    from airflow.sdk import Asset
+
+    assert dag.schedule is None
+    assert dag.owner == "kest" and {"kest", "ml"} <= set(dag.tags)
+    for task_id in TASK_IDS:
+        task = dag.get_task(task_id)
+        assert task.retry_exponential_backoff and task.max_retry_delay == dt.timedelta(minutes=10)
+        assert task.on_failure_callback, task_id
+        expected = dt.timedelta(hours=6) if task_id == "train" else dt.timedelta(hours=1)
+        assert task.execution_timeout == expected, task_id
+    assert dag.get_task("publish").outlets == [Asset("kest://iris")]
+
+
+def test_trigger_form_fields_come_from_the_config_schema(dag):
+    steps = dag.params.get_param("trainer__steps")
+    assert steps.value is None and steps.schema["type"] == ["null", "integer"] and steps.schema["minimum"] == 1
+    assert steps.schema["section"] == "Trainer" and "Total training steps" in steps.description
+    kind = dag.params.get_param("trainer__kind")
+    assert kind.schema["enum"] == [None, "keras", "premade", "model_fn", "native"]
+    assert dag.params.get_param("model__learning_rate").schema["exclusiveMinimum"] == 0
+    # Draft 7 (numeric exclusiveMinimum included) so Airflow's many validations skip the 2020-12 meta-schema.
+    assert {dag.params.get_param(name).schema["$schema"] for name in dag.params} == {
+        "http://json-schema.org/draft-07/schema#"}
+    assert {"config_path", "overrides", "model_name", "dataset__path", "export__root", "gate__mode"} <= set(dag.params)
+
+
+@pytest.mark.parametrize("conf", [{"trainer__steps": 0}, {"trainer__kind": "xgboost"}, {"trainer__steps": "many"},
+                                  {"model__learning_rate": 0}])
+def test_an_invalid_form_value_is_refused_before_any_task(dag, tmp_path, conf):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=next(iter(conf))):
+        dag.test(run_conf={"overrides": iris_overrides(tmp_path), **conf})
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_schedule_from_the_environment(airflow_db):
+    probe = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAG_FILE.parent)!r})\n"
+        "assert not bag.import_errors, bag.import_errors\n"
+        "print(bag.get_dag('kest_pipeline').schedule, sorted(bag.dag_ids))\n"
+    )
+    env = {**os.environ, "KEST_SCHEDULE": "0 3 * * *"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip().splitlines()[-1] == "0 3 * * * ['kest_model_consumer', 'kest_pipeline']"
+
+
+def test_the_example_consumer_is_scheduled_on_the_model_asset(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAG_FILE.parent / "kest_model_consumer.py"))
+    assert bag.import_errors == {}
+    consumer = bag.get_dag("kest_model_consumer")
+    assert "kest://iris" in str(consumer.timetable.asset_condition)
+
+
+def test_dag_file_imports_no_tensorflow():
+    probe = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('kest_dag', {str(DAG_FILE)!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tensorflow_estimator')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def _links(run_id: str) -> dict[str, dict[str, str]]:
+    """The extra-link URLs stored for each task of a run (what the UI's link buttons open)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(XComModel.run_id == run_id, XComModel.key.like("_link_%")).all()
+        links: dict[str, dict[str, str]] = {}
+        for row in rows:
+            value = XComModel.deserialize_value(row)
+            links.setdefault(row.task_id, {})[row.key] = value
+    return links
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in run.get_task_instances()}
+
+
+def _run_folder(artifacts: Path) -> Path:
+    (folder,) = (artifacts / layout.RUNS_FOLDER).iterdir()
+    return folder
+
+
+@pytest.mark.slow
+def test_dag_run_publishes_a_model_that_classifies_iris(dag, tmp_path):
+    from kest_tasks.core.tfenv import import_tensorflow
+    from kest_tasks.data.schema import Schema
+    from kest_tasks.data.tfdata import read_examples
+
+    run = dag.test(run_conf={"overrides": iris_overrides(tmp_path)})
+    assert run.state == "success", _states(run)
+    assert set(_states(run).values()) == {"success"}
+    folder = _run_folder(tmp_path / "artifacts")
+    summary = json.loads((folder / layout.SUMMARY_FILE).read_text())
+    assert summary["blessed"] is True
+    published = Path(summary["published_model"])
+    assert published.parent == tmp_path / "models" / "iris"
+    assert json.loads((published.parent / layout.CHAMPION_FILE).read_text())["model_uri"] == str(published)
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:  # the publish task announced the model on its Asset
+        events = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                  .filter(AssetModel.uri.like("kest://iris%")).all())
+        assert any(event.extra.get("model_uri") == str(published) and event.extra.get("champion") for event in events)
+    # The plugin's macros chose the run folder; its extra links were worked out when the tasks finished.
+    assert _links(run.run_id) == {
+        "train": {"_link_TensorBoardLink": f"http://localhost:6006/?runFilter={folder.name}#timeseries",
+                  "_link_ModelDirLink": stage_file(folder, stages.TRAIN).as_uri()},
+        "publish": {"_link_PublishedModelLink": published.as_uri()}}
+
+    # The published SavedModel on its own: raw named features in, class ids out, over the whole test split.
+    tf = import_tensorflow()
+    prepared = stages.PREPARE.load(str(folder))
+    schema = Schema.of(prepared)
+    serve = tf.saved_model.load(str(published)).signatures["serving_default"]
+    correct = total = 0
+    for features, labels in read_examples(prepared.files["test"], schema, prepared.compression, 64):
+        predicted = serve(**features)["class_ids"].numpy()
+        correct += int((predicted == labels.numpy()).sum())
+        total += int(labels.shape[0])
+    assert total == prepared.split_rows["test"]
+    assert correct / total >= 0.9
+
+    # One task alone, again, on the same run: `airflow tasks test` reuses the finished output.
+    airflow = Path(sys.executable).with_name("airflow")
+    mtime = stage_file(folder, stages.EVALUATE, layout.METRICS_FILE).stat().st_mtime_ns
+    alone = subprocess.run([str(airflow), "tasks", "test", "kest_pipeline", "evaluate", run.run_id],
+                           capture_output=True, text=True, timeout=600)
+    assert alone.returncode == 0, alone.stdout[-3000:] + alone.stderr[-3000:]
+    assert "already done" in alone.stdout + alone.stderr
+    assert stage_file(folder, stages.EVALUATE, layout.METRICS_FILE).stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_impossible_threshold_skips_export_and_publish(dag, tmp_path):
+    overrides = iris_overrides(tmp_path, gate={"thresholds": {"accuracy": {"lower": 1.01}}})
+    # A typed form field on top of the overrides object, as the UI's trigger form sends it.
+    run = dag.test(run_conf={"overrides": overrides, "trainer__steps": 50, "trainer__kind": "native"})
+    states = _states(run)
+    assert run.state == "success", states
+    assert states["export"] == "skipped" and states["publish"] == "skipped"
+    assert states["summarize"] == "success" and states["gate"] == "success" and states["report"] == "success"
+    frozen = json.loads((_run_folder(tmp_path / "artifacts") / layout.CONFIG_FILE).read_text())
+    assert frozen["trainer"]["steps"] == 50 and frozen["trainer"]["kind"] == "native"
+    summary = json.loads((_run_folder(tmp_path / "artifacts") / layout.SUMMARY_FILE).read_text())
+    assert summary["blessed"] is False and summary["published_model"] is None
+    report = Path(summary["report"]).read_text()
+    assert "not published: the gate did not bless this model" in report and "FAIL" in report
+    assert "accuracy" in summary["gate"] and "needs >= 1.01" in summary["gate"]
+    assert not (tmp_path / "models").exists()
+
+
+def test_bad_config_fails_the_first_task_without_retries(dag, tmp_path, capfd, caplog):
+    run = dag.test(run_conf={"overrides": {**iris_overrides(tmp_path), "trainer": {"stepz": 1}}})
+    states = _states(run)
+    assert run.state == "failed"
+    assert states["configure"] == "failed"
+    output = "".join(capfd.readouterr())
+    assert "AirflowFailException: invalid config " in output and "trainer.stepz: unknown key" in output
+    # the failure callback's one line
+    assert "kest: stage configure failed: invalid config" in output + caplog.text
+    assert "run folder unknown (configure did not finish)" in output + caplog.text
+    assert not (tmp_path / "artifacts").exists()
+
+
+def _penguins_csv(path: Path) -> Path:
+    import random
+
+    rng = random.Random(1)
+    lines = ["island,bill_length,flipper,sex,species"]
+    for _ in range(400):
+        species = rng.choice(["adelie", "gentoo", "chinstrap"])
+        island = {"adelie": rng.choice(["torgersen", "biscoe", "dream"]), "gentoo": "biscoe", "chinstrap": "dream"}
+        bill = {"adelie": 38.8, "gentoo": 47.5, "chinstrap": 48.8}[species] + rng.gauss(0, 2)
+        flipper = {"adelie": 190, "gentoo": 217, "chinstrap": 196}[species] + rng.gauss(0, 5)
+        lines.append(f"{island[species]},{bill:.1f},{int(flipper)},{rng.choice(['male', 'female', ''])},{species}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_dag_run_on_a_csv_with_string_features(dag, tmp_path):
+    overrides = iris_overrides(tmp_path, dataset={"path": str(_penguins_csv(tmp_path / "penguins.csv")),
+                                                  "label": "species"},
+                               model={"builder": "tabular"})
+    overrides["model_name"] = "penguins"
+    run = dag.test(run_conf={"overrides": overrides})
+    assert run.state == "success", _states(run)
+    folder = _run_folder(tmp_path / "artifacts")
+    schema = json.loads(stage_file(folder, stages.PREPARE, layout.SCHEMA_FILE).read_text())
+    assert {f["name"]: f["type"] for f in schema["features"]} == {
+        "island": "string", "bill_length": "float", "flipper": "int", "sex": "string"}
+    summary = json.loads((folder / layout.SUMMARY_FILE).read_text())
+    published = Path(summary["published_model"])
+    from kest_tasks.serving.infra_validation import query_in_fresh_process
+
+    answer = query_in_fresh_process(published, {"island": ["biscoe", "torgersen"], "bill_length": [47.0, 38.0],
+                                                "flipper": [218, 189], "sex": ["male", ""]})
+    assert answer["outputs"]["serving_default"]["classes"] == ["gentoo", "adelie"]
+
+
+def test_train_task_placement_comes_from_the_environment(airflow_db):
+    # Queue and pool for Celery GPU workers; for KubernetesExecutor a GPU pod_override, which must survive the
+    # DAG serialization the scheduler and executor read it from.
+    probe = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "from airflow.serialization.serialized_objects import DagSerialization\n"
+        f"dag = DagBag(dag_folder={str(DAG_FILE)!r}).get_dag('kest_pipeline')\n"
+        "stored = DagSerialization.from_dict(DagSerialization.to_dict(dag))\n"
+        "pod = stored.get_task('train').executor_config['pod_override']\n"
+        "print(dag.get_task('train').queue, dag.get_task('train').pool, dag.get_task('prepare').queue,\n"
+        "      pod.spec.containers[0].resources.limits, stored.get_task('prepare').executor_config)\n"
+    )
+    env = {**os.environ, "KEST_TRAIN_QUEUE": "gpu", "KEST_TRAIN_POOL": "gpu_pool", "KEST_TRAIN_GPUS": "1"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip().splitlines()[-1] == "gpu gpu_pool default {'nvidia.com/gpu': '1'} {}"
+
+
+def test_a_bad_worker_setting_is_a_one_line_import_error(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    os.environ["KEST_TRAIN_GPUS"] = "-1"
+    try:
+        bag = DagBag(dag_folder=str(DAG_FILE))
+    finally:
+        del os.environ["KEST_TRAIN_GPUS"]
+    (error,) = bag.import_errors.values()
+    assert "KEST_TRAIN_GPUS: Input should be greater than or equal to 0 (got '-1')" in error
+
+
+def test_without_the_kest_plugin_the_import_error_says_what_to_set(airflow_db, tmp_path):
+    probe = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"print(list(DagBag(dag_folder={str(DAG_FILE)!r}).import_errors.values())[0].strip().splitlines()[-1])\n"
+    )
+    env = {**os.environ, "AIRFLOW__CORE__PLUGINS_FOLDER": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
+    assert "kest_pipeline needs the kest plugin: set AIRFLOW__CORE__PLUGINS_FOLDER" in out

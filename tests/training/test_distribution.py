@@ -1,0 +1,111 @@
+"""Distribution: strategies from the config, and real clusters over loopback (chief + worker, chief + worker + ps)."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kest_tasks.core import stages
+from kest_tasks.core.config import ConfigError
+from kest_tasks.orchestration.runner import configure, run_stage
+from tests.helpers import IRIS_CONFIG, REPO, iris_overrides
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_cluster_strategies_need_tf_config(iris_config, monkeypatch):
+    from kest_tasks.training.estimators import distribution_strategy
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    for kind in ("multi_worker", "parameter_server"):
+        iris_config.trainer.distribution = kind
+        with pytest.raises(ConfigError, match=f"trainer.distribution '{kind}' needs the cluster in the TF_CONFIG"):
+            distribution_strategy(iris_config)
+
+
+def test_unknown_distribution_is_a_config_error(tmp_path):
+    from kest_tasks.core.config import load_config
+
+    with pytest.raises(ConfigError, match=r"trainer.distribution: Input should be 'none', 'mirrored'"):
+        load_config(IRIS_CONFIG, iris_overrides(tmp_path, trainer={"distribution": "tpu"}))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", [
+    {"kind": "keras"}, {"kind": "native"}, {"kind": "premade", "premade": {"type": "dnn_linear"}},
+    {"kind": "model_fn", "model_fn": "custom_model_fn:model_fn"},
+], ids=["keras", "native", "premade", "model_fn"])
+def test_mirrored_strategy_trains_every_kind(tmp_path, trainer):
+    overrides = iris_overrides(tmp_path, trainer={**trainer, "steps": 100, "distribution": "mirrored"},
+                               model={"code_dir": str(REPO / "examples")})
+    run_uri = configure(IRIS_CONFIG, overrides, "mirrored").run_uri
+    run_stage("prepare", run_uri)
+    run_stage("build", run_uri)
+    assert run_stage("train", run_uri)["global_step"] == 100
+
+
+def _start_task(tmp_path, run_id: str, cluster: dict, task_type: str) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task_type, "index": 0}})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kest_tasks", "stage", "train", "--run-id", run_id,
+         "--config", str(IRIS_CONFIG), "--set", f"artifact_root={tmp_path / 'artifacts'}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _finish(processes: list[subprocess.Popen]) -> list[str]:
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=300)[0])
+    finally:
+        for process in processes:
+            process.kill()
+    assert [p.returncode for p in processes] == [0] * len(processes), "\n".join(o[-3000:] for o in outputs)
+    return outputs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["keras", "native"])
+def test_multi_worker_training_on_loopback_then_export(tmp_path, kind):
+    overrides = iris_overrides(tmp_path, trainer={"kind": kind, "steps": 200, "checkpoint_steps": 50,
+                                                  "distribution": "multi_worker"})
+    run_uri = configure(IRIS_CONFIG, overrides, "multi-worker").run_uri
+    run_stage("prepare", run_uri)
+    run_stage("build", run_uri)
+    cluster = {"chief": [f"127.0.0.1:{_free_port()}"], "worker": [f"127.0.0.1:{_free_port()}"]}
+    outputs = _finish([_start_task(tmp_path, "multi-worker", cluster, task) for task in ("chief", "worker")])
+    assert "worker 0 finished its part" in outputs[1], outputs[1][-4000:]
+    result = stages.TRAIN.load(str(Path(run_uri))).model_dump()
+    assert result["global_step"] == 200
+    exported = run_stage("export", run_uri)
+    assert exported["checked_rows"] > 0
+
+
+@pytest.mark.slow
+def test_parameter_server_cluster_on_loopback_then_export(tmp_path):
+    overrides = iris_overrides(tmp_path, trainer={"steps": 200, "checkpoint_steps": 50,
+                                                  "distribution": "parameter_server"})
+    run_uri = configure(IRIS_CONFIG, overrides, "ps").run_uri
+    run_stage("prepare", run_uri)
+    run_stage("build", run_uri)
+    cluster = {"chief": [f"127.0.0.1:{_free_port()}"], "worker": [f"127.0.0.1:{_free_port()}"],
+               "ps": [f"127.0.0.1:{_free_port()}"]}
+    ps = _start_task(tmp_path, "ps", cluster, "ps")  # a parameter server serves until it is stopped
+    try:
+        outputs = _finish([_start_task(tmp_path, "ps", cluster, task) for task in ("chief", "worker")])
+    finally:
+        ps.kill()
+        ps.wait()
+    assert "worker 0 finished its part" in outputs[1], outputs[1][-4000:]
+    result = stages.TRAIN.load(str(Path(run_uri))).model_dump()
+    assert result["global_step"] >= 200
+    assert run_stage("export", run_uri)["checked_rows"] > 0
