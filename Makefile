@@ -9,7 +9,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: run test bench lint airflow-home browser clean
+.PHONY: run test test-fast check bench airflow-home browser clean
 
 # The venv is (re)installed when a requirements or constraints file changes; a second run reuses it.
 $(VENV)/.runtime: requirements.txt constraints.txt pyproject.toml
@@ -44,14 +44,24 @@ browser:
 	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
-test: $(VENV)/.dev browser
+# The quality gate: lint, format, types and the architecture's import contracts (pyproject.toml).
+CHECKED := kest_tasks dags plugins tests bench examples
+check: $(VENV)/.dev
+	$(BIN)/ruff check $(CHECKED)
+	$(BIN)/ruff format --check $(CHECKED)
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+# Every test, after the quality gate: what CI runs.
+test: check browser
 	$(BIN)/python -m pytest -ra
+
+# The inner loop: no model training, no Airflow server (under two minutes).
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest -q -m "not slow and not server"
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
-
-lint: $(VENV)/.dev
-	$(BIN)/ruff check kest_tasks dags plugins tests bench
 
 clean:
 	rm -rf $(AIRFLOW_HOME) artifacts

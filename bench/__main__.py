@@ -1,4 +1,5 @@
 """`make bench`: run every benchmark and write bench/results.json (`python -m bench [P5 ...]` runs a subset)."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,15 @@ import sys
 from bench import p1_prepare, p2_training, p3_evaluate, p4_dag_import, p5_pipeline, p6_memory, q_quality
 from bench.common import RESULTS, record
 
-BENCHMARKS = {"P1": p1_prepare.measure, "P2": p2_training.measure, "P3": p3_evaluate.measure,
-              "P4": p4_dag_import.measure, "P5": p5_pipeline.measure, "P6": p6_memory.measure,
-              "Q": q_quality.measure}
+BENCHMARKS = {
+    "P1": p1_prepare.measure,
+    "P2": p2_training.measure,
+    "P3": p3_evaluate.measure,
+    "P4": p4_dag_import.measure,
+    "P5": p5_pipeline.measure,
+    "P6": p6_memory.measure,
+    "Q": q_quality.measure,
+}
 
 
 def main(selected: list[str]) -> int:

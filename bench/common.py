@@ -1,4 +1,5 @@
 """Shared pieces of the benchmarks: timing a command and recording an entry in bench/results.json."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ def timed_command(command: list[str], env: dict[str, str] | None = None, cwd: Pa
 
 def entry(what: str, kest: float, baseline: float, unit: str) -> dict:
     """One results.json entry; ratio is always kest / baseline in `unit`."""
-    return {"what": what, "kest": round(kest, 4), "baseline": round(baseline, 4),
-            "ratio": round(kest / baseline, 4), "unit": unit}
+    return {
+        "what": what,
+        "kest": round(kest, 4),
+        "baseline": round(baseline, 4),
+        "ratio": round(kest / baseline, 4),
+        "unit": unit,
+    }
 
 
 def record(results: dict[str, dict]) -> None:

@@ -5,6 +5,7 @@ TFRecordWriter.write. Both write uncompressed records from the same file in this
 zlib time in either and would hide the difference); kest's prepare also infers statistics and the schema and
 hash-splits, which the baseline does not.
 """
+
 from __future__ import annotations
 
 import csv
@@ -66,9 +67,13 @@ def kest_prepare(csv_path: Path, work: Path) -> int:
     from kest_tasks.core.layout import safe_run_id
     from kest_tasks.data.prepare import prepare
 
-    config = load_config(bundled_config(), {
-        "artifact_root": str(work), "dataset": {"path": str(csv_path), "label": "label", "compression": "NONE"},
-    })
+    config = load_config(
+        bundled_config(),
+        {
+            "artifact_root": str(work),
+            "dataset": {"path": str(csv_path), "label": "label", "compression": "NONE"},
+        },
+    )
     return prepare(config, str(work / "runs" / safe_run_id(f"p1-{time.time_ns()}"))).rows
 
 
@@ -85,9 +90,13 @@ def measure() -> dict[str, dict]:
         naive_rows = naive(csv_path, work_path / "naive.tfrecord", NAIVE_ROWS)
         naive_seconds = time.perf_counter() - started
     assert rows == ROWS and naive_rows == NAIVE_ROWS
-    return {"P1": entry(
-        f"CSV → TFRecords, {ROWS} rows × {FEATURES} float features + label, uncompressed: kest prepare (schema, "
-        f"stats, hash split, shards) vs a naive csv.reader + tf.train.Example + TFRecordWriter loop (rate over "
-        f"the first {NAIVE_ROWS} rows)",
-        rows / kest_seconds, naive_rows / naive_seconds, "rows/s",
-    )}
+    return {
+        "P1": entry(
+            f"CSV → TFRecords, {ROWS} rows × {FEATURES} float features + label, uncompressed: kest prepare (schema, "
+            f"stats, hash split, shards) vs a naive csv.reader + tf.train.Example + TFRecordWriter loop (rate over "
+            f"the first {NAIVE_ROWS} rows)",
+            rows / kest_seconds,
+            naive_rows / naive_seconds,
+            "rows/s",
+        )
+    }

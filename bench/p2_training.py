@@ -9,6 +9,7 @@ Steady-state rates are taken over the same step window for both (from step LOG_S
 warm-up): the Estimator's from the `global_step/sec` summaries the stage writes to its model_dir, model.fit's
 from a callback timing the same batches.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,7 @@ def _fit_window_rate(model, dataset) -> float:
     tf = import_tensorflow()
     marks: dict[int, float] = {}
 
-    class Window(tf.keras.callbacks.Callback):
+    class Window(tf.keras.callbacks.Callback):  # type: ignore[name-defined]
         def on_train_batch_end(self, batch, logs=None):
             if batch + 1 in (LOG_STEPS, 2 * LOG_STEPS):
                 float(logs["loss"])  # wait for the step to finish, as the hook's session.run does
@@ -68,8 +69,13 @@ def measure() -> dict[str, dict]:
     tf = import_tensorflow()
     with tempfile.TemporaryDirectory(prefix="kest-bench-p2-") as work:
         work_path = Path(work)
-        trainer = {"steps": STEPS, "batch_size": BATCH, "checkpoint_steps": STEPS, "log_steps": LOG_STEPS,
-                   "shuffle_buffer": 10_000}
+        trainer = {
+            "steps": STEPS,
+            "batch_size": BATCH,
+            "checkpoint_steps": STEPS,
+            "log_steps": LOG_STEPS,
+            "shuffle_buffer": 10_000,
+        }
         run_uri = mlp_run(work_path, ROWS, "p2", trainer)
         prepared = PrepareResult.model_validate(run_stage("prepare", run_uri))
         built = BuildResult.model_validate(run_stage("build", run_uri))
@@ -77,8 +83,16 @@ def measure() -> dict[str, dict]:
 
         def dataset(split: str = "train"):
             training = split == "train"
-            return read_examples(prepared.files[split], schema, "NONE", BATCH, shuffle_buffer=10_000 if training else 0,
-                                 repeat=training, seed=0, plan=built.input_plan)
+            return read_examples(
+                prepared.files[split],
+                schema,
+                "NONE",
+                BATCH,
+                shuffle_buffer=10_000 if training else 0,
+                repeat=training,
+                seed=0,
+                plan=built.input_plan,
+            )
 
         # Consumed inside TensorFlow (reduce), as the Estimator's graph consumes it: a Python for-loop would
         # measure eager per-batch overhead, not the input pipeline.
@@ -107,16 +121,32 @@ def measure() -> dict[str, dict]:
         fit_seconds = time.perf_counter() - started
     model_what = f"MLP 20-256-256-3, batch {BATCH}, {STEPS} steps on the same TFRecords"
     return {
-        "P2": entry(f"steady-state training examples/s (steps {LOG_STEPS}-{2 * LOG_STEPS}), {model_what}: kest "
-                    "train stage (model_to_estimator + train_and_evaluate) vs bare model.fit", estimator_rate,
-                    fit_rate, "examples/s"),
-        "P2-stage": entry(f"whole train stage incl. Estimator set-up, checkpoints and the eval-split pass, {model_what}"
-                          ": examples/s of kest's Estimator stage vs bare model.fit + model.evaluate",
-                          STEPS * BATCH / estimator_stage_seconds, STEPS * BATCH / fit_seconds, "examples/s"),
-        "P2-native": entry(f"whole train stage, {model_what}: trainer.kind native (model.fit with checkpoints, "
-                           "TensorBoard, eval split) vs the Estimator stage", STEPS * BATCH / native_stage_seconds,
-                           STEPS * BATCH / estimator_stage_seconds, "examples/s"),
-        "P2-input": entry(f"input pipeline alone (TFRecord read + parse_example + batch {BATCH}) vs the Estimator's "
-                          "steady training rate: how far the input is from being the bottleneck",
-                          input_rate, estimator_rate, "examples/s"),
+        "P2": entry(
+            f"steady-state training examples/s (steps {LOG_STEPS}-{2 * LOG_STEPS}), {model_what}: kest "
+            "train stage (model_to_estimator + train_and_evaluate) vs bare model.fit",
+            estimator_rate,
+            fit_rate,
+            "examples/s",
+        ),
+        "P2-stage": entry(
+            f"whole train stage incl. Estimator set-up, checkpoints and the eval-split pass, {model_what}"
+            ": examples/s of kest's Estimator stage vs bare model.fit + model.evaluate",
+            STEPS * BATCH / estimator_stage_seconds,
+            STEPS * BATCH / fit_seconds,
+            "examples/s",
+        ),
+        "P2-native": entry(
+            f"whole train stage, {model_what}: trainer.kind native (model.fit with checkpoints, "
+            "TensorBoard, eval split) vs the Estimator stage",
+            STEPS * BATCH / native_stage_seconds,
+            STEPS * BATCH / estimator_stage_seconds,
+            "examples/s",
+        ),
+        "P2-input": entry(
+            f"input pipeline alone (TFRecord read + parse_example + batch {BATCH}) vs the Estimator's "
+            "steady training rate: how far the input is from being the bottleneck",
+            input_rate,
+            estimator_rate,
+            "examples/s",
+        ),
     }

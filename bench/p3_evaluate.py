@@ -5,6 +5,7 @@ same model and batch, in the same run. Both times include loading the model and 
 Data: 100k rows × 20 float features + 3-class label through kest's prepare (≈15k test rows); model: the
 `tabular` builder (two hidden layers of 256), briefly trained with the default Keras Estimator kind.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,7 +52,13 @@ def measure() -> dict[str, dict]:
             model.evaluate(data, verbose=0)
             keras_times.append(time.perf_counter() - started)
     examples = evaluated["examples"]
-    return {"P3": entry(
-        f"evaluation of {examples} test examples (MLP 20-256-256-3, batch {batch}), best of {REPEATS}: kest evaluate "
-        "stage (all metrics, confusion matrix, metrics.json) vs bare model.evaluate (loss, accuracy); examples/s",
-        examples / min(kest_times), examples / min(keras_times), "examples/s")}
+    return {
+        "P3": entry(
+            f"evaluation of {examples} test examples (MLP 20-256-256-3, batch {batch}), best of {REPEATS}: kest "
+            "evaluate stage (all metrics, confusion matrix, metrics.json) vs bare model.evaluate (loss, accuracy); "
+            "examples/s",
+            examples / min(kest_times),
+            examples / min(keras_times),
+            "examples/s",
+        )
+    }

@@ -3,6 +3,7 @@
 Each measurement is a fresh interpreter timing its own imports with perf_counter: first `import airflow.sdk`,
 then the DAG file loaded the way the DAG processor loads it (by path); best of N of each part.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,11 @@ print(time.perf_counter() - started, sdk)
 def _seconds(load_dag: bool) -> tuple[float, float]:
     """(seconds to import airflow.sdk and then the DAG file, seconds for airflow.sdk alone) in one interpreter."""
     probe = PROBE.format(load_dag=load_dag, dag_file=str(REPO / "dags" / "kest_pipeline.py"))
-    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins")}
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    }
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
     total, sdk = out.split()[-2:]
     return float(total), float(sdk)
@@ -40,7 +44,13 @@ def measure() -> dict[str, dict]:
     runs = [_seconds(True) for _ in range(REPEATS)]
     dag_only = min(total - sdk for total, sdk in runs)  # the DAG file's own share, measured in the same process
     bare = min(sdk for _, sdk in runs)
-    return {"P4": entry(
-        f"import of dags/kest_pipeline.py after `import airflow.sdk` vs the bare `import airflow.sdk` (both timed in "
-        f"the same fresh interpreter, best of {REPEATS}); the target is at most 0.1 s more ({dag_only:.3f} s more "
-        "here), TensorFlow never imported", bare + dag_only, bare, "s")}
+    return {
+        "P4": entry(
+            f"import of dags/kest_pipeline.py after `import airflow.sdk` vs the bare `import airflow.sdk` (both timed "
+            f"in the same fresh interpreter, best of {REPEATS}); the target is at most 0.1 s more "
+            f"({dag_only:.3f} s more here), TensorFlow never imported",
+            bare + dag_only,
+            bare,
+            "s",
+        )
+    }

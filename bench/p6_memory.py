@@ -2,6 +2,7 @@
 
 Each size runs in a fresh process that reports its own peak RSS (VmHWM), so imports count the same in both.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,13 +60,17 @@ def write_parquet(path: Path, rows: int) -> None:
         table = pa.table({**columns, "label": rng.integers(0, 3, size=n).astype(str)})
         writer = writer or pq.ParquetWriter(path, table.schema)
         writer.write_table(table, row_group_size=128_000)
-    writer.close()
+    if writer is not None:
+        writer.close()
 
 
 def peak_rss(csv_path: Path, work: Path, source: str = "csv") -> tuple[int, float]:
     out = subprocess.run(
         [sys.executable, "-c", _PROBE, str(bundled_config()), str(csv_path), str(work), source],
-        capture_output=True, text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     ).stdout
     result = json.loads(out.strip().splitlines()[-1])
     return result["rows"], result["max_rss_mb"]

@@ -10,6 +10,7 @@ same train split and scored on the same test split, in the same run.
 kest runs its default pipeline (the bundled iris.yaml's trainer: 500 steps of 32 rows, Adam 0.01) with the `tabular`
 builder; the baselines see the very rows kest's prepare put in each split, read back from its TFRecords.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,24 +31,37 @@ def _datasets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
     linear_x, linear_y = make_regression(n_samples=ROWS, n_features=10, n_informative=8, noise=60, random_state=0)
     friedman_x, friedman_y = make_friedman1(n_samples=ROWS, n_features=10, noise=1.0, random_state=0)
-    skewed_x, skewed_y = make_classification(n_samples=ROWS, n_features=10, n_informative=5, weights=[0.9],
-                                             flip_y=0.02, class_sep=0.7, random_state=0)
+    skewed_x, skewed_y = make_classification(
+        n_samples=ROWS, n_features=10, n_informative=5, weights=[0.9], flip_y=0.02, class_sep=0.7, random_state=0
+    )
     return {"Q1": (linear_x, linear_y + 150), "Q2": (friedman_x, friedman_y), "Q3": (skewed_x, skewed_y)}
 
 
 def _write_csv(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     header = ",".join([f"x{i}" for i in range(x.shape[1])] + ["y"])
     label_format = "%d" if y.dtype.kind in "iu" else "%.6g"
-    np.savetxt(path, np.column_stack([x, y]), delimiter=",", header=header, comments="",
-               fmt=["%.6g"] * x.shape[1] + [label_format])
+    np.savetxt(
+        path,
+        np.column_stack([x, y]),
+        delimiter=",",
+        header=header,
+        comments="",
+        fmt=["%.6g"] * x.shape[1] + [label_format],
+    )
 
 
 def _run_kest(work: Path, name: str, data: Path, trainer: dict) -> Path:
     from kest_tasks.orchestration.runner import run_pipeline
 
     config = yaml.safe_load(bundled_config().read_text())
-    config.update({"model_name": name.lower(), "artifact_root": str(work / "artifacts"),
-                   "gate": {"mode": "always_bless"}, "export": {"root": str(work / "models")}})
+    config.update(
+        {
+            "model_name": name.lower(),
+            "artifact_root": str(work / "artifacts"),
+            "gate": {"mode": "always_bless"},
+            "export": {"root": str(work / "models")},
+        }
+    )
     config["dataset"].update({"path": str(data), "label": "y"})
     config["model"]["builder"] = "tabular"
     config["trainer"].update(trainer)
@@ -97,16 +111,31 @@ def measure() -> dict[str, dict]:
                 for suffix, run in runs.items():
                     recall = _kest_metrics(run)["recall/1"]
                     results[name + suffix] = {
-                        **entry(f"minority-class recall on {len(test_y)} test rows (10 % minority), kest tabular "
-                                f"{'with class_weight balanced' if not suffix else 'unweighted'} vs "
-                                "LogisticRegression(class_weight='balanced')", recall, baseline, "recall"),
-                        "difference": round(recall - baseline, 4), "target": ">= -0.05" if not suffix else None}
+                        **entry(
+                            f"minority-class recall on {len(test_y)} test rows (10 % minority), kest tabular "
+                            f"{'with class_weight balanced' if not suffix else 'unweighted'} vs "
+                            "LogisticRegression(class_weight='balanced')",
+                            recall,
+                            baseline,
+                            "recall",
+                        ),
+                        "difference": round(recall - baseline, 4),
+                        "target": ">= -0.05" if not suffix else None,
+                    }
             else:
                 baseline = _r2(test_y, LinearRegression().fit(train_x, train_y).predict(test_x))
                 r2 = _kest_metrics(runs[""])["r2"]
                 target = ">= -0.02" if name == "Q1" else ">= +0.10"
                 what = "linear data (make_regression)" if name == "Q1" else "Friedman #1 (make_friedman1)"
-                results[name] = {**entry(f"test R² on {what}, {len(test_y)} test rows: kest tabular pipeline vs "
-                                         "ordinary least squares on the same split", r2, baseline, "R²"),
-                                 "difference": round(r2 - baseline, 4), "target": target}
+                results[name] = {
+                    **entry(
+                        f"test R² on {what}, {len(test_y)} test rows: kest tabular pipeline vs "
+                        "ordinary least squares on the same split",
+                        r2,
+                        baseline,
+                        "R²",
+                    ),
+                    "difference": round(r2 - baseline, 4),
+                    "target": target,
+                }
     return results

@@ -1,5 +1,6 @@
 """The kest run P2 and P3 measure: a synthetic CSV (20 float features + 3-class label, bench.p1_prepare's
 generator) and the `tabular` builder with two hidden layers of 256 and no dropout."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -2,6 +2,7 @@
 
 Run as `python bench/seed_tutorial.py <model_dir>`; reads data/iris.csv like kest does.
 """
+
 import csv
 import os
 import sys
@@ -18,13 +19,16 @@ def main(model_dir: str) -> None:
     rows = list(csv.reader(open(Path(__file__).resolve().parent.parent / "data" / "iris.csv")))[1:]
     features = np.array([[float(v) for v in row[:4]] for row in rows], dtype=np.float32)
     labels = np.array([CLASSES.index(row[4]) for row in rows], dtype=np.int64)
-    model = tf.keras.models.Sequential([
-        tf.keras.layers.Dense(16, activation="relu", input_shape=(4,)),
-        tf.keras.layers.Dropout(0.2),
-        tf.keras.layers.Dense(3),
-    ])
-    model.compile(optimizer="adam", loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model = tf.keras.models.Sequential(
+        [
+            tf.keras.layers.Dense(16, activation="relu", input_shape=(4,)),
+            tf.keras.layers.Dropout(0.2),
+            tf.keras.layers.Dense(3),
+        ]
+    )
+    model.compile(
+        optimizer="adam", loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
     estimator = tf.keras.estimator.model_to_estimator(keras_model=model, model_dir=model_dir)
 
     def input_fn():

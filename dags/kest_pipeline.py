@@ -19,12 +19,14 @@ published model; its macros `macros.kest.run_folder(params, run_id)` and `macros
 configure task its folders (see Rendered Templates). Where the train task runs (queue, pool, GPUs) comes from the
 KEST_TRAIN_* settings of the deployment.
 """
+
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import logging
 import os
+from typing import Any
 
 from airflow.sdk import Asset, Param, dag, task
 
@@ -36,8 +38,9 @@ from kest_tasks.orchestration.workers import TrainWorkers
 try:
     from kest_plugin import PUBLISH_LINKS, TRAIN_LINKS
 except ModuleNotFoundError as missing:  # Airflow puts its plugins folder on sys.path; this one must be kest's
-    raise ImportError("kest_pipeline needs the kest plugin: set AIRFLOW__CORE__PLUGINS_FOLDER to kest's plugins/ "
-                      f"folder ({missing})") from None
+    raise ImportError(
+        f"kest_pipeline needs the kest plugin: set AIRFLOW__CORE__PLUGINS_FOLDER to kest's plugins/ folder ({missing})"
+    ) from None
 
 DEFAULT_CONFIG = default_config_path()
 # Where the train task runs (KEST_TRAIN_*): a Celery queue and pool for GPU workers, its timeout, and under
@@ -60,8 +63,9 @@ def log_failure(context: dict) -> None:
             run_folder = configured["run_uri"]
     except Exception:  # noqa: BLE001 - a callback must never raise
         pass
-    logging.getLogger("kest").error("kest: stage %s failed: %s; run folder %s",
-                                    getattr(ti, "task_id", "?"), reason, run_folder)
+    logging.getLogger("kest").error(
+        "kest: stage %s failed: %s; run folder %s", getattr(ti, "task_id", "?"), reason, run_folder
+    )
 
 
 @contextlib.contextmanager
@@ -84,8 +88,10 @@ def call_stage(name: str, run: dict | None, **upstream: dict | None) -> dict:
     from kest_tasks.core.stages import invoke, stage
 
     if run is None:
-        raise AirflowFailException("no configure result in this DAG run: run configure first (e.g. `airflow tasks "
-                                   "test kest_pipeline configure <run_id>`)")
+        raise AirflowFailException(
+            "no configure result in this DAG run: run configure first (e.g. `airflow tasks "
+            "test kest_pipeline configure <run_id>`)"
+        )
     with bad_input_fails_without_retry():
         return invoke(stage(name), run["run_uri"], upstream).model_dump(mode="json")
 
@@ -98,8 +104,12 @@ def announce_model(published: dict, outlet_events) -> None:
 
 # How each stage's task runs in Airflow (the registry says what it runs and what it takes).
 TASK_OPTIONS: dict[str, dict] = {
-    "train": {"queue": TRAIN_WORKERS.queue, "pool": TRAIN_WORKERS.pool, "execution_timeout": TRAIN_WORKERS.timeout,
-              "executor_config": TRAIN_WORKERS.executor_config()},
+    "train": {
+        "queue": TRAIN_WORKERS.queue,
+        "pool": TRAIN_WORKERS.pool,
+        "execution_timeout": TRAIN_WORKERS.timeout,
+        "executor_config": TRAIN_WORKERS.executor_config(),
+    },
     "publish": {"outlets": [MODEL_ASSET]},
 }
 EXTRA_LINKS = {"train": TRAIN_LINKS, "publish": PUBLISH_LINKS}
@@ -133,20 +143,36 @@ def stage_task(spec: StageSpec):
     doc_md=__doc__,
     tags=["kest", "ml"],
     default_args={
-        "owner": "kest", "retries": 2, "retry_delay": dt.timedelta(seconds=10), "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(minutes=10), "execution_timeout": dt.timedelta(hours=1),
+        "owner": "kest",
+        "retries": 2,
+        "retry_delay": dt.timedelta(seconds=10),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=10),
+        "execution_timeout": dt.timedelta(hours=1),
         "on_failure_callback": log_failure,
     },
     params={
-        "config_path": Param(DEFAULT_CONFIG, type="string", title="Config file", section="Run",
-                             description="Pipeline config (YAML or JSON) on the workers' file system.",
-                             **{"$schema": JSON_SCHEMA_DIALECT}),
-        "overrides": Param({}, type="object", title="Config overrides", section="Run",
-                           description='Nested values that replace the file\'s, e.g. {"trainer": {"steps": 1000}}; '
-                                       "the typed fields below are applied on top.",
-                           **{"$schema": JSON_SCHEMA_DIALECT}),
-        **{name: Param(**{key: value for key, value in field.items() if key != "path"})
-           for name, field in stored_form_fields().items()},
+        "config_path": Param(
+            DEFAULT_CONFIG,
+            type="string",
+            title="Config file",
+            section="Run",
+            description="Pipeline config (YAML or JSON) on the workers' file system.",
+            **{"$schema": JSON_SCHEMA_DIALECT},  # type: ignore[arg-type]
+        ),
+        "overrides": Param(
+            {},
+            type="object",
+            title="Config overrides",
+            section="Run",
+            description='Nested values that replace the file\'s, e.g. {"trainer": {"steps": 1000}}; '
+            "the typed fields below are applied on top.",
+            **{"$schema": JSON_SCHEMA_DIALECT},  # type: ignore[arg-type]
+        ),
+        **{
+            name: Param(**{key: value for key, value in field.items() if key != "path"})
+            for name, field in stored_form_fields().items()
+        },
     },
 )
 def kest_pipeline():
@@ -178,17 +204,20 @@ def kest_pipeline():
         return summarize(run["run_uri"])
 
     # Templated with the plugin's macros: rendered by the worker from this run's params.
-    run = configure(run_folder="{{ macros.kest.run_folder(params, run_id) }}",
-                    export_root="{{ macros.kest.export_root(params) }}")
-    results = {}
-    gate_open = None
+    run = configure(
+        run_folder="{{ macros.kest.run_folder(params, run_id) }}", export_root="{{ macros.kest.export_root(params) }}"
+    )
+    results: dict[str, Any] = {}  # stage name → its task's XComArg
+    gate_open: Any = None
     for spec in STAGES:  # the registry's order: every input's stage comes before the stage taking it
-        results[spec.name] = stage_task(spec)(run, **{argument: results[upstream]
-                                                     for argument, upstream in spec.inputs.items()})
+        results[spec.name] = stage_task(spec)(
+            run, **{argument: results[upstream] for argument, upstream in spec.inputs.items()}
+        )
         results[spec.name].operator.operator_extra_links = EXTRA_LINKS.get(spec.name, [])
         if spec.needs_blessing:
             gate_open = gate_open or blessed(results[BLESSING_STAGE.name])
             gate_open >> results[spec.name]
-    list(results.values()) >> summarize(run)
+    list(results.values()) >> summarize(run)  # type: ignore[arg-type]
+
 
 kest_pipeline()

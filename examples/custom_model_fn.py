@@ -9,6 +9,7 @@ text; labels are class indices (classification) or standardised floats (regressi
 weight is the feature named by params["weight_feature"] (in training and evaluation). Return predictions with
 "logits" (classification) or "predictions" (regression) so kest's export can add probabilities and class names.
 """
+
 import tensorflow as tf
 
 

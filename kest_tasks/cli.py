@@ -1,4 +1,5 @@
 """`python -m kest_tasks`: run the pipeline (or read its latest summary) without Airflow."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import sys
+from typing import Any
 
 import yaml
 
@@ -37,15 +39,27 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="print the latest run's test metrics, gate and model")
     for sub in (run, summary):
         sub.add_argument("--config", default=default_config_path(), help="pipeline config (YAML or JSON)")
-        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a config value, e.g. --set trainer.steps=200 (repeatable)")
+        sub.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value, e.g. --set trainer.steps=200 (repeatable)",
+        )
     run.add_argument("--run-id", default=None, help="run folder name (default: cli__<UTC time>)")
     stage = commands.add_parser("stage", help="run one stage of a run (configures the run if it is new)")
     stage.add_argument("name", help=", ".join(BY_NAME))
     stage.add_argument("--run-id", required=True, help="the run folder name")
     stage.add_argument("--config", default=default_config_path(), help="pipeline config (YAML or JSON)")
-    stage.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value (used only when the run is new)")
+    stage.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (used only when the run is new)",
+    )
     return parser
 
 
@@ -60,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             run_uri = configure(args.config, overrides, args.run_id).run_uri
             print(json.dumps(run_stage(args.name, run_uri), indent=2, sort_keys=True))
             return 0
+        summary: dict[str, Any] | None
         if args.command == "run":
             run_id = args.run_id or "cli__" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
             summary = run_pipeline(args.config, overrides, run_id)

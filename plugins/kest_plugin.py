@@ -5,6 +5,7 @@ Links (buttons on the task instance in the UI; worked out by the worker when the
   publish → "Published model" (the GCS console page for gs://, a file:// URL otherwise)
 Macros, in any templated field: `{{ macros.kest.run_folder(params, run_id) }}`, `{{ macros.kest.export_root(params) }}`.
 """
+
 from __future__ import annotations
 
 from pathlib import PurePath

@@ -1,6 +1,7 @@
 """A real Airflow for tests: `airflow standalone` (api-server, scheduler, dag-processor, triggerer; LocalExecutor
 on SQLite) in its own AIRFLOW_HOME on a free loopback port, with kest's dags and plugins folders, and a small
 REST v2 client that logs in the way users do (`POST /auth/token`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -65,11 +66,15 @@ class AirflowServer:
         (self.home / "passwords.json").write_text(json.dumps({USER: self.password}))
         airflow = Path(sys.executable).with_name("airflow")
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([str(airflow), "standalone"], env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                [str(airflow), "standalone"], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.wait_for(lambda: self._get_status("/api/v2/monitor/health") == 200, timeout, "the api-server")
-        self.wait_for(lambda: self._get_status("/api/v2/dags/kest_pipeline", auth=True) == 200, timeout,
-                      "kest_pipeline to be parsed")
+        self.wait_for(
+            lambda: self._get_status("/api/v2/dags/kest_pipeline", auth=True) == 200,
+            timeout,
+            "kest_pipeline to be parsed",
+        )
         return self
 
     def stop(self) -> None:
@@ -99,8 +104,9 @@ class AirflowServer:
     # REST v2
     def token(self) -> str:
         if self._token is None:
-            status, body = self.request("POST", "/auth/token", {"username": USER, "password": self.password},
-                                        auth=False)
+            status, body = self.request(
+                "POST", "/auth/token", {"username": USER, "password": self.password}, auth=False
+            )
             assert status in (200, 201), (status, body)
             self._token = body["access_token"]
         return self._token

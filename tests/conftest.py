@@ -1,4 +1,5 @@
 """Shared fixtures. Airflow's environment is set here, before any test imports airflow."""
+
 from __future__ import annotations
 
 import os
@@ -48,12 +49,25 @@ def iris_run(tmp_path_factory):
 @pytest.fixture
 def gcs(tmp_path, monkeypatch):
     """A running GCS emulator (real HTTP on loopback); google-cloud-storage reaches it via STORAGE_EMULATOR_HOST."""
-    from tests.gcs_emulator import BUCKET, Emulator
+    from tests.gcs_emulator import Emulator
 
     emulator = Emulator(tmp_path / "gcs-data")
     emulator.start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.host)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "kest-test")
-    emulator.bucket = BUCKET
     yield emulator
     emulator.stop()
+
+
+# Fixtures that train a model: a test using one belongs to the slow tier (`make test-fast` leaves it out).
+TRAINING_FIXTURES = {"iris_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [
+        item.nodeid
+        for item in items
+        if TRAINING_FIXTURES & set(item.fixturenames) and not item.get_closest_marker("slow")
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"tests that train a model must be marked slow: {', '.join(unmarked)}")

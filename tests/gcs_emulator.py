@@ -4,11 +4,13 @@ gcp-storage-emulator ignores `ifGenerationMatch`, which GCS enforces and kest's 
 `enforce_generation_preconditions` adds GCS's rule to the emulator's upload and copy handlers: a request whose
 `ifGenerationMatch` differs from the object's current generation (0: the object must not exist) gets 412.
 """
+
 from __future__ import annotations
 
 import socket
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 from gcp_storage_emulator import server as emulator_server
 from gcp_storage_emulator.exceptions import NotFound
@@ -38,8 +40,14 @@ def _with_precondition(handler):
                 current = "0"
             if current != wanted[0]:
                 response.status = HTTPStatus.PRECONDITION_FAILED
-                response.json({"error": {"code": 412, "message": "At least one of the pre-conditions you "
-                                                                 "specified did not hold."}})
+                response.json(
+                    {
+                        "error": {
+                            "code": 412,
+                            "message": "At least one of the pre-conditions you specified did not hold.",
+                        }
+                    }
+                )
                 return None
         return handler(request, response, storage, *args, **kwargs)
 
@@ -73,15 +81,17 @@ class Emulator:
         enforce_generation_preconditions()
         self.port = free_port()
         self.data_dir = data_dir
-        self.server = None
+        self.server: Any = None
+        self.bucket = BUCKET
 
     @property
     def host(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.server = emulator_server.create_server("127.0.0.1", self.port, in_memory=False, default_bucket=BUCKET,
-                                                    data_dir=str(self.data_dir))
+        self.server = emulator_server.create_server(
+            "127.0.0.1", self.port, in_memory=False, default_bucket=BUCKET, data_dir=str(self.data_dir)
+        )
         self.server.start()
 
     def stop(self) -> None:

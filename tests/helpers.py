@@ -1,4 +1,5 @@
 """Helpers shared by the tests (one module; test modules never import each other)."""
+
 from __future__ import annotations
 
 import random

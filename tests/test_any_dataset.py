@@ -1,6 +1,7 @@
 """Datasets as users bring them, end to end for every trainer kind: odd column names, missing values, Parquet and
 TFRecord inputs, standardised regression targets, class weights. Every exported model is queried with a missing
 value and must answer as if the training statistic had been sent."""
+
 import json
 import random
 from pathlib import Path
@@ -86,14 +87,18 @@ def _check_serving_fills_missing_values(summary, text_column=True):
     loaded = _saved_model(summary)
     serving = loaded.signatures["serving_default"]
     assert sorted(serving.structured_input_signature[1]) == sorted(keys.values())
-    row = {f["name"]: 0.3 if f["type"] == "float" else 2 for f in schema["features"] if f["type"] != "string"}
+    row: dict[str, object] = {
+        f["name"]: 0.3 if f["type"] == "float" else 2 for f in schema["features"] if f["type"] != "string"
+    }
     if text_column:
         row["colour name"] = "red"
     fill = {f["name"]: f["fill"] for f in schema["features"]}
 
     def serve(values):
-        tensors = {keys[name]: tf.constant([value], tf.string if isinstance(value, str) else tf.float32)  # ints too
-                   for name, value in values.items()}
+        tensors = {
+            keys[name]: tf.constant([value], tf.string if isinstance(value, str) else tf.float32)  # ints too
+            for name, value in values.items()
+        }
         return {name: value.numpy() for name, value in serving(**tensors).items()}
 
     with_fill = serve({**row, "1st phenols": fill["1st phenols"]})
@@ -106,18 +111,29 @@ def _check_serving_fills_missing_values(summary, text_column=True):
     assert abs(float(fill["1st phenols"]) - 0.0) < 0.2 and fill["1st phenols"] != 0.3
 
 
-@pytest.mark.parametrize("trainer, model", [
-    ({"kind": "keras"}, {"builder": "tabular"}),
-    ({"kind": "premade", "premade": {"type": "dnn"}}, {}),
-    ({"kind": "premade", "premade": {"type": "linear"}}, {}),
-    (MODEL_FN, {"code_dir": str(REPO / "examples")}),
-    ({"kind": "native"}, {"builder": "tabular"}),
-], ids=["keras-tabular", "premade-dnn", "premade-linear", "model_fn", "native-tabular"])
+@pytest.mark.parametrize(
+    "trainer, model",
+    [
+        ({"kind": "keras"}, {"builder": "tabular"}),
+        ({"kind": "premade", "premade": {"type": "dnn"}}, {}),
+        ({"kind": "premade", "premade": {"type": "linear"}}, {}),
+        (MODEL_FN, {"code_dir": str(REPO / "examples")}),
+        ({"kind": "native"}, {"builder": "tabular"}),
+    ],
+    ids=["keras-tabular", "premade-dnn", "premade-linear", "model_fn", "native-tabular"],
+)
 def test_odd_headers_and_missing_values_for_every_kind(tmp_path, trainer, model):
-    data = _write_csv(tmp_path / "odd.csv", [f'"{name}"' if "," in name else name for name in ODD]
-                      + ["colour name", "label"], _odd_rows())
-    summary = _run(tmp_path, dataset={"path": str(data), "label": "label"},
-                   trainer={**trainer, "steps": 600}, model={"learning_rate": 0.01, **model})
+    data = _write_csv(
+        tmp_path / "odd.csv",
+        [f'"{name}"' if "," in name else name for name in ODD] + ["colour name", "label"],
+        _odd_rows(),
+    )
+    summary = _run(
+        tmp_path,
+        dataset={"path": str(data), "label": "label"},
+        trainer={**trainer, "steps": 600},
+        model={"learning_rate": 0.01, **model},
+    )
     assert summary["blessed"], summary["gate"]
     assert summary["test_metrics"]["accuracy"] >= 0.8
     _check_serving_fills_missing_values(summary)
@@ -128,7 +144,7 @@ def test_odd_headers_and_missing_values_for_every_kind(tmp_path, trainer, model)
 
 
 def test_the_iris_builder_stacks_odd_numeric_columns(tmp_path):
-    rows = [row[:len(ODD)] + [row[-1]] for row in _odd_rows()]
+    rows = [row[: len(ODD)] + [row[-1]] for row in _odd_rows()]
     data = _write_csv(tmp_path / "odd.csv", ODD + ["label"], rows)
     summary = _run(tmp_path, dataset={"path": str(data), "label": "label"}, trainer={"steps": 600})
     assert summary["blessed"], summary["gate"]
@@ -138,26 +154,35 @@ def test_the_iris_builder_stacks_odd_numeric_columns(tmp_path):
 def _imbalanced_csv(path: Path) -> Path:
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=1500, n_features=6, n_informative=4, weights=[0.9], flip_y=0.02,
-                               class_sep=0.6, random_state=4)
+    x, y = make_classification(
+        n_samples=1500, n_features=6, n_informative=4, weights=[0.9], flip_y=0.02, class_sep=0.6, random_state=4
+    )
     labels = np.where(y == 1, "rare", "common")
     rows = [[f"{v:.5f}" for v in row] + [label] for row, label in zip(x, labels)]
     return _write_csv(path, [f"f{i}" for i in range(6)] + ["label"], rows)
 
 
-@pytest.mark.parametrize("trainer, model", [
-    ({"kind": "keras"}, {"builder": "tabular"}),
-    ({"kind": "premade", "premade": {"type": "dnn"}}, {}),
-    (MODEL_FN, {"code_dir": str(REPO / "examples")}),
-    ({"kind": "native"}, {"builder": "tabular"}),
-], ids=["keras", "premade", "model_fn", "native"])
+@pytest.mark.parametrize(
+    "trainer, model",
+    [
+        ({"kind": "keras"}, {"builder": "tabular"}),
+        ({"kind": "premade", "premade": {"type": "dnn"}}, {}),
+        (MODEL_FN, {"code_dir": str(REPO / "examples")}),
+        ({"kind": "native"}, {"builder": "tabular"}),
+    ],
+    ids=["keras", "premade", "model_fn", "native"],
+)
 def test_balanced_class_weight_raises_minority_recall_for_every_kind(tmp_path, trainer, model):
     data = _imbalanced_csv(tmp_path / "skewed.csv")
     recall = {}
     for weighting in ("none", "balanced"):
-        summary = _run(tmp_path / weighting, dataset={"path": str(data), "label": "label"},
-                       trainer={**trainer, "steps": 400, "class_weight": weighting},
-                       model={"learning_rate": 0.01, **model}, gate={"mode": "always_bless"})
+        summary = _run(
+            tmp_path / weighting,
+            dataset={"path": str(data), "label": "label"},
+            trainer={**trainer, "steps": 400, "class_weight": weighting},
+            model={"learning_rate": 0.01, **model},
+            gate={"mode": "always_bless"},
+        )
         metrics = json.loads(Path(stages.EVALUATE.load(summary["run_uri"]).metrics_uri).read_text())["metrics"]
         recall[weighting] = metrics["recall/rare"]
     schema = json.loads(stage_file(summary["run_uri"], stages.PREPARE, layout.SCHEMA_FILE).read_text())
@@ -168,20 +193,34 @@ def test_balanced_class_weight_raises_minority_recall_for_every_kind(tmp_path, t
 
 def test_class_weight_errors_are_one_line(tmp_path):
     data = _imbalanced_csv(tmp_path / "skewed.csv")
-    for weighting, message in [({"rare": 5.0, "unknown": 2.0}, "trainer.class_weight: no class 'unknown' in the "
-                                "label (classes: common, rare)")]:
-        run_uri = configure(IRIS_CONFIG, iris_overrides(tmp_path, dataset={"path": str(data), "label": "label"},
-                                                        trainer={"class_weight": weighting}), "cw").run_uri
+    for weighting, message in [
+        ({"rare": 5.0, "unknown": 2.0}, "trainer.class_weight: no class 'unknown' in the label (classes: common, rare)")
+    ]:
+        run_uri = configure(
+            IRIS_CONFIG,
+            iris_overrides(
+                tmp_path, dataset={"path": str(data), "label": "label"}, trainer={"class_weight": weighting}
+            ),
+            "cw",
+        ).run_uri
         run_stage("prepare", run_uri)
         with pytest.raises(ConfigError) as caught:
             run_stage("build", run_uri)
         assert str(caught.value) == message
     prices = _write_csv(tmp_path / "prices.csv", ["x", "price"], [[str(i), f"{i * 1.5 + 0.25}"] for i in range(50)])
-    run_uri = configure(IRIS_CONFIG, iris_overrides(tmp_path / "r", dataset={"path": str(prices), "label": "price"},
-                                                    trainer={"class_weight": "balanced"}), "cw").run_uri
+    run_uri = configure(
+        IRIS_CONFIG,
+        iris_overrides(
+            tmp_path / "r", dataset={"path": str(prices), "label": "price"}, trainer={"class_weight": "balanced"}
+        ),
+        "cw",
+    ).run_uri
     run_stage("prepare", run_uri)
-    with pytest.raises(ConfigError, match=r"^trainer.class_weight needs a classification label; the dataset's label "
-                                          r"'price' is regression$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^trainer.class_weight needs a classification label; the dataset's label "
+        r"'price' is regression$",
+    ):
         run_stage("build", run_uri)
 
 
@@ -199,10 +238,17 @@ def test_regression_targets_are_standardised_and_predictions_in_label_units(tmp_
 
     x, y = _diabetes_like()
     names = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
-    data = _write_csv(tmp_path / "diabetes.csv", names + ["target"],
-                      [[f"{v:.6f}" for v in row] + [f"{t:.1f}"] for row, t in zip(x, y)])
-    summary = _run(tmp_path, dataset={"path": str(data), "label": "target"}, model={"builder": "tabular"},
-                   gate={"mode": "always_bless"})
+    data = _write_csv(
+        tmp_path / "diabetes.csv",
+        names + ["target"],
+        [[f"{v:.6f}" for v in row] + [f"{t:.1f}"] for row, t in zip(x, y)],
+    )
+    summary = _run(
+        tmp_path,
+        dataset={"path": str(data), "label": "target"},
+        model={"builder": "tabular"},
+        gate={"mode": "always_bless"},
+    )
     run = Path(summary["run_uri"])
     schema = json.loads(stage_file(run, stages.PREPARE, layout.SCHEMA_FILE).read_text())
     assert 120 < schema["label"]["mean"] < 185 and schema["label"]["std"] > 50
@@ -217,8 +263,10 @@ def test_regression_targets_are_standardised_and_predictions_in_label_units(tmp_
 
     def split(name):
         batches = list(read_examples(prepared["files"][name], loaded_schema, "GZIP", 1000))
-        return (np.concatenate([np.stack([f[k].numpy() for k in names], 1) for f, _ in batches]),
-                np.concatenate([label.numpy() for _, label in batches]))
+        return (
+            np.concatenate([np.stack([f[k].numpy() for k in names], 1) for f, _ in batches]),
+            np.concatenate([label.numpy() for _, label in batches]),
+        )
 
     train_x, train_y = split("train")
     test_x, test_y = split("test")
@@ -239,21 +287,27 @@ def test_parquet_and_tfrecord_inputs_train_end_to_end(tmp_path):
     import tensorflow as tf
 
     rows = _odd_rows(400, seed=5)
-    columns = {name: [float(r[i]) if r[i] not in ("nan", "NA", "") else None for r in rows]
-               for i, name in enumerate(ODD)}
+    columns = {
+        name: [float(r[i]) if r[i] not in ("nan", "NA", "") else None for r in rows] for i, name in enumerate(ODD)
+    }
     columns["n° rooms"] = [None if value is None else int(value) for value in columns["n° rooms"]]
     table = pa.table({**columns, "colour name": [r[len(ODD)] or None for r in rows], "label": [r[-1] for r in rows]})
     pq.write_table(table, tmp_path / "odd.parquet")
-    summary = _run(tmp_path / "parquet", dataset={"source": "parquet", "path": str(tmp_path / "odd.parquet"),
-                                                 "label": "label"},
-                   model={"builder": "tabular"}, trainer={"steps": 600})
+    summary = _run(
+        tmp_path / "parquet",
+        dataset={"source": "parquet", "path": str(tmp_path / "odd.parquet"), "label": "label"},
+        model={"builder": "tabular"},
+        trainer={"steps": 600},
+    )
     assert summary["blessed"], summary["gate"]
     _check_serving_fills_missing_values(summary)
     with tf.io.TFRecordWriter(str(tmp_path / "odd.tfrecord.gz"), options="GZIP") as writer:
         for row in table.to_pylist():
             writer.write(_example({key: value for key, value in row.items() if value is not None}))
-    summary = _run(tmp_path / "tfrecord", dataset={"source": "tfrecord", "path": str(tmp_path / "odd.tfrecord.gz"),
-                                                  "label": "label"},
-                   trainer={"kind": "premade", "steps": 600})
+    summary = _run(
+        tmp_path / "tfrecord",
+        dataset={"source": "tfrecord", "path": str(tmp_path / "odd.tfrecord.gz"), "label": "label"},
+        trainer={"kind": "premade", "steps": 600},
+    )
     assert summary["blessed"], summary["gate"]
     _check_serving_fills_missing_values(summary)

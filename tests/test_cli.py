@@ -1,4 +1,5 @@
 """`python -m kest_tasks`: bad input gives one line on stderr and exit code 2, with nothing written."""
+
 import subprocess
 import sys
 
@@ -7,8 +8,9 @@ from tests.helpers import IRIS_CONFIG, stage_file
 
 
 def _kest(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "kest_tasks", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "kest_tasks", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_bad_config_value(tmp_path):
@@ -22,8 +24,16 @@ def test_bad_config_value(tmp_path):
 
 
 def test_missing_data_file(tmp_path):
-    done = _kest("run", "--set", f"artifact_root={tmp_path}", "--set", f"dataset.path={tmp_path}/none.csv",
-                 "--run-id", "r1", cwd=tmp_path)
+    done = _kest(
+        "run",
+        "--set",
+        f"artifact_root={tmp_path}",
+        "--set",
+        f"dataset.path={tmp_path}/none.csv",
+        "--run-id",
+        "r1",
+        cwd=tmp_path,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == f"kest: error: {tmp_path}/none.csv: file not found"
     assert "Traceback" not in done.stderr

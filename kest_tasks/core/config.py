@@ -3,6 +3,7 @@
 Relative paths in a config file are resolved against the file's own folder, so a config means the same
 thing whatever the working directory of the process that reads it (an Airflow worker, the CLI, a test).
 """
+
 from __future__ import annotations
 
 import json
@@ -68,12 +69,24 @@ class SplitConfig(_Section):
 
 SplitName = Literal["train", "eval", "test"]
 AnomalyKind = Literal[
-    "missing_column", "new_column", "type_change", "out_of_range", "unseen_category", "unknown_label",
-    "nan_or_inf", "too_many_missing",
+    "missing_column",
+    "new_column",
+    "type_change",
+    "out_of_range",
+    "unseen_category",
+    "unknown_label",
+    "nan_or_inf",
+    "too_many_missing",
 ]
 DEFAULT_SEVERITY: dict[str, str] = {
-    "missing_column": "error", "new_column": "warning", "type_change": "error", "out_of_range": "warning",
-    "unseen_category": "warning", "unknown_label": "error", "nan_or_inf": "error", "too_many_missing": "warning",
+    "missing_column": "error",
+    "new_column": "warning",
+    "type_change": "error",
+    "out_of_range": "warning",
+    "unseen_category": "warning",
+    "unknown_label": "error",
+    "nan_or_inf": "error",
+    "too_many_missing": "warning",
 }
 
 
@@ -91,7 +104,7 @@ class ValidationConfig(_Section):
         0.05, ge=0, le=1, description="Missing fraction allowed above the pinned schema's before it is an anomaly."
     )
 
-    def severity_of(self, kind: str) -> str:
+    def severity_of(self, kind: AnomalyKind) -> str:
         return self.severity.get(kind, DEFAULT_SEVERITY[kind])
 
 
@@ -103,11 +116,13 @@ class MissingConfig(_Section):
     """What a missing value becomes, per kind of column; the same in training, evaluation and serving."""
 
     numeric: Literal["mean", "median", "zero", "error"] = Field(
-        "mean", description="Missing numbers: the training split's mean or median, zero, or an error naming the "
+        "mean",
+        description="Missing numbers: the training split's mean or median, zero, or an error naming the "
         "first missing cell.",
     )
     string: Literal["token", "error"] = Field(
-        "token", description="Missing text: the empty-string token (a category of its own when the training split "
+        "token",
+        description="Missing text: the empty-string token (a category of its own when the training split "
         "has missing values), or an error naming the first missing cell.",
     )
 
@@ -115,7 +130,8 @@ class MissingConfig(_Section):
 class DatasetConfig(_Section):
     source: Literal["csv", "parquet", "tfrecord", "tfds", "npz"] = Field("csv", description="Kind of input data.")
     path: str | None = Field(
-        None, description="CSV, Parquet, TFRecord or .npz file, or a glob of them; may hold {SPAN} (relative to the "
+        None,
+        description="CSV, Parquet, TFRecord or .npz file, or a glob of them; may hold {SPAN} (relative to the "
         "config file).",
     )
     splits: dict[SplitName, str] | None = Field(
@@ -136,7 +152,8 @@ class DatasetConfig(_Section):
         default_factory=lambda: list(DEFAULT_NA_VALUES), description="CSV cells read as missing values."
     )
     non_finite: Literal["error", "clip"] = Field(
-        "error", description="inf, -inf and numbers beyond float32: an error naming file, row and column, or clip: "
+        "error",
+        description="inf, -inf and numbers beyond float32: an error naming file, row and column, or clip: "
         "kept and clipped to the column's min/max.",
     )
     skip_repeated_headers: bool = Field(
@@ -188,7 +205,8 @@ class PremadeConfig(_Section):
 
 class TrainerConfig(_Section):
     kind: Literal["keras", "premade", "model_fn", "native"] = Field(
-        "keras", description="keras: model_to_estimator on the built model; premade: a canned Estimator with "
+        "keras",
+        description="keras: model_to_estimator on the built model; premade: a canned Estimator with "
         "feature columns from the schema; model_fn: your own model_fn (module:function); native: the built Keras "
         "model trained with model.fit under the tf.distribute strategy, same data, checkpoints and export.",
     )
@@ -196,35 +214,41 @@ class TrainerConfig(_Section):
     model_fn: str | None = Field(None, description="module:function of a custom model_fn (kind: model_fn).")
     steps: int = Field(500, ge=1, description="Total training steps (global_step to reach).")
     epochs: float | None = Field(
-        None, gt=0, description="Train for this many passes over the train split instead: steps = ceil(epochs × "
+        None,
+        gt=0,
+        description="Train for this many passes over the train split instead: steps = ceil(epochs × "
         "train rows / batch_size), computed when training starts (takes precedence over steps).",
     )
     batch_size: int = Field(32, ge=1, le=1_000_000, description="Examples per training step.")
     shuffle_buffer: int = Field(1000, ge=1, description="Examples held in the shuffle buffer.")
     checkpoint_steps: int = Field(100, ge=1, description="Save a checkpoint (and evaluate) every N steps.")
     checkpoint_secs: int | None = Field(
-        None, ge=1, description="Save a checkpoint (and evaluate) every N seconds instead of every checkpoint_steps "
+        None,
+        ge=1,
+        description="Save a checkpoint (and evaluate) every N seconds instead of every checkpoint_steps "
         "(Estimator kinds).",
     )
     keep_checkpoint_max: int = Field(3, ge=1, description="Checkpoints to keep.")
     log_steps: int = Field(100, ge=1, description="Log step, loss and steps/s every N steps.")
     eval_throttle_secs: int = Field(0, ge=0, description="Minimum seconds between evaluations in training.")
     distribution: Literal["none", "mirrored", "multi_worker", "parameter_server"] = Field(
-        "none", description="tf.distribute strategy for training: mirrored uses every visible GPU of this machine; "
+        "none",
+        description="tf.distribute strategy for training: mirrored uses every visible GPU of this machine; "
         "multi_worker and parameter_server read the cluster from TF_CONFIG.",
     )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="Stop training when an evaluation metric stops improving (evaluated at each checkpoint)."
     )
     class_weight: Literal["none", "balanced"] | dict[str, float] = Field(
-        "none", description="Weigh each training example's loss by its class: balanced (train rows / (classes × rows "
+        "none",
+        description="Weigh each training example's loss by its class: balanced (train rows / (classes × rows "
         "of the class)) or a mapping class name → weight (others 1).",
     )
     warm_start: Literal["none", "champion"] = Field(
-        "none", description="champion: start from the trainable weights of the model currently published as "
+        "none",
+        description="champion: start from the trainable weights of the model currently published as "
         "champion (same architecture required); none: from the builder's initial weights.",
     )
-
 
     @field_validator("class_weight", mode="before")
     @classmethod
@@ -254,11 +278,13 @@ class ChangeThreshold(_Section):
 
     direction: Literal["higher", "lower"] = Field(..., description="Which way the metric is better.")
     absolute: float | None = Field(
-        None, description="The candidate must beat the champion by at least this much (0: no worse; negative: "
+        None,
+        description="The candidate must beat the champion by at least this much (0: no worse; negative: "
         "may be this much worse).",
     )
     relative: float | None = Field(
-        None, description="The same as a fraction of the champion's value (0.01: at least 1 % better).",
+        None,
+        description="The same as a fraction of the champion's value (0.01: at least 1 % better).",
     )
 
     @model_validator(mode="after")
@@ -270,48 +296,60 @@ class ChangeThreshold(_Section):
 
 class GateConfig(_Section):
     mode: Literal["thresholds", "always_bless"] = Field(
-        "thresholds", description="thresholds: bless only when every threshold holds; always_bless: bless every "
+        "thresholds",
+        description="thresholds: bless only when every threshold holds; always_bless: bless every "
         "model (checks are still computed and recorded).",
     )
     thresholds: dict[str, Threshold] = Field(
-        default_factory=dict, description="Metric name → bounds the candidate must meet to be blessed.",
+        default_factory=dict,
+        description="Metric name → bounds the candidate must meet to be blessed.",
     )
     change: dict[str, ChangeThreshold] = Field(
-        default_factory=dict, description="Metric name → how the candidate must compare with the current champion "
+        default_factory=dict,
+        description="Metric name → how the candidate must compare with the current champion "
         "(skipped when there is no champion yet).",
     )
 
     @model_validator(mode="after")
     def _has_a_criterion(self) -> GateConfig:
         if self.mode == "thresholds" and not self.thresholds and not self.change:
-            raise ValueError("no thresholds: set gate.thresholds and/or gate.change, or gate.mode: always_bless to "
-                             "bless every model")
+            raise ValueError(
+                "no thresholds: set gate.thresholds and/or gate.change, or gate.mode: always_bless to bless every model"
+            )
         return self
 
 
 class EvaluateConfig(_Section):
     batch_size: int = Field(1024, ge=1, le=1_000_000, description="Examples per evaluation batch.")
     slice_by: list[str] = Field(
-        default_factory=list, description="Features to report metrics by value (those with at most 50 distinct "
-        "values in the test split).",
+        default_factory=list,
+        description="Features to report metrics by value (those with at most 50 distinct values in the test split).",
     )
 
 
 class ExportConfig(_Section):
-    root: str = Field("", description="Where blessed models are published: a local folder or gs://bucket/prefix "
-                      "(default: <artifact_root>/models).")
+    root: str = Field(
+        "",
+        description="Where blessed models are published: a local folder or gs://bucket/prefix "
+        "(default: <artifact_root>/models).",
+    )
     query_rows: int = Field(16, ge=1, description="Test rows sent to the exported model to check it answers.")
     gcs_retry_seconds: float = Field(
-        120.0, gt=0, description="How long google-cloud-storage retries transient errors before publish fails.",
+        120.0,
+        gt=0,
+        description="How long google-cloud-storage retries transient errors before publish fails.",
     )
 
 
 class PipelineConfig(_Section):
     model_name: str = Field(..., description="Name the model is published under.")
     seed: int = Field(42, description="Random seed for model initialisation and training.")
-    artifact_root: str = Field("artifacts", description="Folder holding every run's artifacts (default: "
-                               "artifacts/ in the folder kest runs from; a relative path in a config file is "
-                               "relative to that file).")
+    artifact_root: str = Field(
+        "artifacts",
+        description="Folder holding every run's artifacts (default: "
+        "artifacts/ in the folder kest runs from; a relative path in a config file is "
+        "relative to that file).",
+    )
     dataset: DatasetConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
@@ -325,11 +363,15 @@ class PipelineConfig(_Section):
             raise ValueError("trainer.kind 'model_fn' needs trainer.model_fn: module:function")
         if self.trainer.kind == "native" and self.trainer.distribution == "parameter_server":
             # Keras' parameter-server training needs a coordinator process and DatasetCreator inputs.
-            raise ValueError("trainer.distribution 'parameter_server' is not supported with trainer.kind 'native'; "
-                             "use none, mirrored or multi_worker, or an Estimator kind (keras, premade, model_fn)")
+            raise ValueError(
+                "trainer.distribution 'parameter_server' is not supported with trainer.kind 'native'; "
+                "use none, mirrored or multi_worker, or an Estimator kind (keras, premade, model_fn)"
+            )
         if self.trainer.kind == "native" and self.trainer.checkpoint_secs is not None:
-            raise ValueError("trainer.checkpoint_secs is not supported with trainer.kind 'native' (it checkpoints "
-                             "every checkpoint_steps); remove it or use an Estimator kind")
+            raise ValueError(
+                "trainer.checkpoint_secs is not supported with trainer.kind 'native' (it checkpoints "
+                "every checkpoint_steps); remove it or use an Estimator kind"
+            )
         return self
 
     @field_validator("model_name")

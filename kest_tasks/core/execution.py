@@ -1,5 +1,6 @@
 """How a stage runs once: upstream results validated into their types, and an output folder that appears whole
 or not at all."""
+
 from __future__ import annotations
 
 import logging

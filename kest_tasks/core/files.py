@@ -3,6 +3,7 @@
 Every writer here writes to a temporary name first and renames last, so a crashed or retried task
 leaves either a finished file/folder or nothing under the final name.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +21,7 @@ def local_path(uri: str | Path) -> Path:
     """Return the local path of a plain path or file:// URI; other schemes are refused."""
     text = str(uri)
     if text.startswith("file://"):
-        return Path(text[len("file://"):])
+        return Path(text[len("file://") :])
     if "://" in text:
         raise ValueError(f"{text!r} is not a local path; only local folders are supported here")
     return Path(text)

@@ -9,6 +9,7 @@ The model store under `export.root` holds `<model>/<version>/` (the SavedModel, 
 `<model>/champion.json` naming the champion and `<model>/champions/<version>.json`, one per version that became
 champion.
 """
+
 from __future__ import annotations
 
 import datetime as dt

@@ -5,6 +5,7 @@ The stage *specs* (this module and `core.stages`) are kept apart from the stage 
 …), as TFX separates a component's spec from its executor: the DAG, the CLI and the report read results without
 importing TensorFlow or another stage's code.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -101,11 +102,15 @@ class Check(BaseModel):
     def needs(self, at_least: str = ">=", at_most: str = "<=") -> str:
         """What the check requires, e.g. `>= 0.9` or `higher by >= 0.01 and higher by >= 0.05 relative`."""
         if self.kind == "change":
-            parts = [f"{self.direction} by {at_least} {self.absolute:g}" if self.absolute is not None else "",
-                     f"{self.direction} by {at_least} {self.relative:g} relative" if self.relative is not None else ""]
+            parts = [
+                f"{self.direction} by {at_least} {self.absolute:g}" if self.absolute is not None else "",
+                f"{self.direction} by {at_least} {self.relative:g} relative" if self.relative is not None else "",
+            ]
         else:
-            parts = [f"{at_least} {self.lower:g}" if self.lower is not None else "",
-                     f"{at_most} {self.upper:g}" if self.upper is not None else ""]
+            parts = [
+                f"{at_least} {self.lower:g}" if self.lower is not None else "",
+                f"{at_most} {self.upper:g}" if self.upper is not None else "",
+            ]
         return " and ".join(part for part in parts if part)
 
     def describe(self) -> str:

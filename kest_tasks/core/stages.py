@@ -7,6 +7,7 @@ when the stage runs.
 Blessing rule (the only place it lives): stages marked `needs_blessing` run only when the gate blessed the model;
 a stage that does not need blessing takes the outputs of those stages as optional inputs (None when skipped).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -64,34 +65,67 @@ class StageSpec(Generic[R]):
         return result
 
 
-PREPARE = StageSpec("prepare", "kest_tasks.data.prepare:prepare", PrepareResult,
-                    "Read the dataset, infer its schema and statistics, validate it, hash-split it and write "
-                    "TFRecord shards.")
-BUILD = StageSpec("build", "kest_tasks.training.build:build", BuildResult,
-                  "Build and compile the configured Keras model (or describe the Estimator); save it.",
-                  {"prepared": "prepare"})
-TRAIN = StageSpec("train", "kest_tasks.training.train:train", TrainResult,
-                  "Train (model_to_estimator, premade, model_fn or native fit) with checkpoints; a retry resumes "
-                  "from the last checkpoint.", {"prepared": "prepare", "built": "build"})
-EVALUATE = StageSpec("evaluate", "kest_tasks.evaluation.evaluate:evaluate", EvaluateResult,
-                     "Metrics on the whole held-out test split: per class, confusion matrix, slices.",
-                     {"prepared": "prepare", "built": "build", "trained": "train"})
-GATE = StageSpec("gate", "kest_tasks.evaluation.gate:gate", GateResult,
-                 "Bless the model only if its thresholds hold and it compares well with the champion (re-scored "
-                 "on the same test split).", {"evaluated": "evaluate", "prepared": "prepare"})
-EXPORT = StageSpec("export", "kest_tasks.serving.export:export", ExportResult,
-                   "Export a SavedModel and check, in a fresh process, that it answers like the trained model.",
-                   {"prepared": "prepare", "built": "build", "trained": "train"}, needs_blessing=True)
-REPORT = StageSpec("report", "kest_tasks.reporting.report:report", ReportResult,
-                   "report.html: data, training curves, confusion matrix or residuals, the gate's table, where the "
-                   "model went. Runs for unblessed models too.",
-                   {"prepared": "prepare", "trained": "train", "evaluated": "evaluate", "blessing": "gate",
-                    "exported": "export"})
-PUBLISH = StageSpec("publish", "kest_tasks.registry.publish:publish", PublishResult,
-                    "Copy the SavedModel and its report to the model store (saved_model.pb last) and make it "
-                    "champion if it still beats the champion the gate compared it with.",
-                    {"exported": "export", "blessing": "gate", "evaluated": "evaluate", "reported": "report"},
-                    needs_blessing=True)
+PREPARE = StageSpec(
+    "prepare",
+    "kest_tasks.data.prepare:prepare",
+    PrepareResult,
+    "Read the dataset, infer its schema and statistics, validate it, hash-split it and write TFRecord shards.",
+)
+BUILD = StageSpec(
+    "build",
+    "kest_tasks.training.build:build",
+    BuildResult,
+    "Build and compile the configured Keras model (or describe the Estimator); save it.",
+    {"prepared": "prepare"},
+)
+TRAIN = StageSpec(
+    "train",
+    "kest_tasks.training.train:train",
+    TrainResult,
+    "Train (model_to_estimator, premade, model_fn or native fit) with checkpoints; a retry resumes "
+    "from the last checkpoint.",
+    {"prepared": "prepare", "built": "build"},
+)
+EVALUATE = StageSpec(
+    "evaluate",
+    "kest_tasks.evaluation.evaluate:evaluate",
+    EvaluateResult,
+    "Metrics on the whole held-out test split: per class, confusion matrix, slices.",
+    {"prepared": "prepare", "built": "build", "trained": "train"},
+)
+GATE = StageSpec(
+    "gate",
+    "kest_tasks.evaluation.gate:gate",
+    GateResult,
+    "Bless the model only if its thresholds hold and it compares well with the champion (re-scored "
+    "on the same test split).",
+    {"evaluated": "evaluate", "prepared": "prepare"},
+)
+EXPORT = StageSpec(
+    "export",
+    "kest_tasks.serving.export:export",
+    ExportResult,
+    "Export a SavedModel and check, in a fresh process, that it answers like the trained model.",
+    {"prepared": "prepare", "built": "build", "trained": "train"},
+    needs_blessing=True,
+)
+REPORT = StageSpec(
+    "report",
+    "kest_tasks.reporting.report:report",
+    ReportResult,
+    "report.html: data, training curves, confusion matrix or residuals, the gate's table, where the "
+    "model went. Runs for unblessed models too.",
+    {"prepared": "prepare", "trained": "train", "evaluated": "evaluate", "blessing": "gate", "exported": "export"},
+)
+PUBLISH = StageSpec(
+    "publish",
+    "kest_tasks.registry.publish:publish",
+    PublishResult,
+    "Copy the SavedModel and its report to the model store (saved_model.pb last) and make it "
+    "champion if it still beats the champion the gate compared it with.",
+    {"exported": "export", "blessing": "gate", "evaluated": "evaluate", "reported": "report"},
+    needs_blessing=True,
+)
 
 STAGES: tuple[StageSpec[Any], ...] = (PREPARE, BUILD, TRAIN, EVALUATE, GATE, EXPORT, REPORT, PUBLISH)
 BY_NAME: dict[str, StageSpec[Any]] = {spec.name: spec for spec in STAGES}
@@ -127,7 +161,8 @@ def invoke(spec: StageSpec[R], run_uri: str, upstream: Mapping[str, StageResult 
     missing = [argument for argument in spec.inputs if upstream.get(argument) is None and argument not in optional]
     if missing:
         stages = ", ".join(spec.inputs[argument] for argument in missing)
-        raise ConfigError(f"{spec.name}: no result of {stages} for run {run_uri}: run the upstream stages of the "
-                          "same run first")
+        raise ConfigError(
+            f"{spec.name}: no result of {stages} for run {run_uri}: run the upstream stages of the same run first"
+        )
     arguments = {argument: upstream.get(argument) for argument in spec.inputs}
     return spec.function()(load_run_config(run_uri), run_uri, **arguments)

@@ -1,4 +1,5 @@
 """Importing TensorFlow once, quietly, keeping the progress lines a user wants (step, loss, steps/s)."""
+
 from __future__ import annotations
 
 import atexit

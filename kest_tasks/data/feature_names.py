@@ -6,6 +6,7 @@ columns and SavedModel signature keys need plain identifiers. prepare derives on
 once and deterministically, and stores it in schema.json; the TFRecords keep the original names, and the
 readers rename features when they parse them (kest_tasks.data.tfdata).
 """
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,23 @@ import unicodedata
 # signature key, and as a Python keyword argument for signature calls).
 TF_SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 # Letters NFKD does not decompose into ASCII.
-_TRANSLITERATE = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "œ": "oe", "Œ": "OE",
-                                "đ": "d", "Đ": "D", "ł": "l", "Ł": "L", "þ": "th", "Þ": "TH"})
+_TRANSLITERATE = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "ø": "o",
+        "Ø": "O",
+        "œ": "oe",
+        "Œ": "OE",
+        "đ": "d",
+        "Đ": "D",
+        "ł": "l",
+        "Ł": "L",
+        "þ": "th",
+        "Þ": "TH",
+    }
+)
 # Keys kest adds to the feature dictionaries it feeds models; a feature may not take them.
 RESERVED_NAMES = frozenset({"kest_sample_weight", "examples"})
 

@@ -5,6 +5,7 @@ to a temporary folder that becomes `<run_uri>/data/` only if the whole input was
 leaves nothing behind. When pyarrow's type guess from the first block proves too narrow later (an integer
 column with a fraction further down), the pass restarts with that column read as the wider type.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -13,6 +14,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -71,8 +73,9 @@ def _column_hash(array: pa.Array) -> np.ndarray:
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         encoded = pc.dictionary_encode(array)
         words = encoded.dictionary.to_pylist()
-        digests = np.array([int.from_bytes(hashlib.md5(w.encode()).digest()[:8], "little") for w in words] or [0],
-                           dtype=np.uint64)
+        digests = np.array(
+            [int.from_bytes(hashlib.md5(w.encode()).digest()[:8], "little") for w in words] or [0], dtype=np.uint64
+        )
         indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
         hashed = digests[indices]
     else:
@@ -113,14 +116,14 @@ class _SplitWriter:
     def _open(self, index: int) -> tfrecord_writer.TFRecordFile:
         return tfrecord_writer.TFRecordFile(self.folder / f".{self.split}-{index:05d}.part", self.dataset.compression)
 
-    def write(self, encode, rows: np.ndarray) -> None:
+    def write(self, encode: Any, rows: np.ndarray) -> None:
         if self.dataset.rows_per_shard:
             per = self.dataset.rows_per_shard
             start = 0
             while start < len(rows):
                 if not self.files or self.files[-1].records >= per:
                     self.files.append(self._open(len(self.files)))
-                take = rows[start:start + per - self.files[-1].records]
+                take = rows[start : start + per - self.files[-1].records]
                 self.files[-1].write(*encode(take))
                 start += len(take)
         else:
@@ -159,13 +162,13 @@ def _feature_part(array: pa.Array) -> tfrecord_writer.Part:
     array = array.fill_null("")
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset:array.offset + len(array) + 1]
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
     data = np.frombuffer(array.buffers()[2], dtype=np.uint8) if array.buffers()[2] else np.empty(0, np.uint8)
     return tfrecord_writer.bytes_feature(tfrecord_writer.strings(data, offsets.astype(np.int64)))
 
 
-def _encoder(batch: pa.RecordBatch, columns: list[str]):
-    def encode(rows: np.ndarray):
+def _encoder(batch: pa.RecordBatch, columns: list[str]) -> Any:
+    def encode(rows: np.ndarray) -> Any:
         taken = batch.take(pa.array(rows)) if len(rows) != batch.num_rows else batch
         entries = []
         for name in columns:
@@ -180,8 +183,14 @@ def _encoder(batch: pa.RecordBatch, columns: list[str]):
 class _Pass:
     """One streaming pass over the inputs: statistics, validation, split and write."""
 
-    def __init__(self, config: PipelineConfig, plan: SourcePlan, pinned: Schema | None, out: Path,
-                 column_types: dict[str, pa.DataType]) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        plan: SourcePlan,
+        pinned: Schema | None,
+        out: Path,
+        column_types: dict[str, pa.DataType],
+    ) -> None:
         self.plan, self.pinned, self.out = plan, pinned, out
         self.column_types = column_types
         self.dataset = config.dataset
@@ -195,12 +204,14 @@ class _Pass:
     def _start(self, chunk: Chunk) -> None:
         names = chunk.batch.schema.names
         if self.dataset.label not in names:
-            raise DataError(f"{chunk.origin}: label column {self.dataset.label!r} not found "
-                            f"(columns: {', '.join(names)})")
+            raise DataError(
+                f"{chunk.origin}: label column {self.dataset.label!r} not found (columns: {', '.join(names)})"
+            )
         missing_keys = [k for k in self.dataset.split.key or [] if k not in names]
         if missing_keys:
-            raise DataError(f"{chunk.origin}: dataset.split.key column(s) {missing_keys} not in data "
-                            f"(columns: {', '.join(names)})")
+            raise DataError(
+                f"{chunk.origin}: dataset.split.key column(s) {missing_keys} not in data (columns: {', '.join(names)})"
+            )
         self.kept = self.validator.check_columns(names, chunk.origin) if self.validator else list(names)
         self.columns = {name: ColumnStats(name, is_label=name == self.dataset.label) for name in names}
         self.first_origin = chunk.origin
@@ -210,8 +221,10 @@ class _Pass:
             self._start(chunk)
         elif set(chunk.batch.schema.names) != set(self.columns):
             names = set(chunk.batch.schema.names)
-            raise DataError(f"{chunk.origin}: columns differ from {self.first_origin}: missing "
-                            f"{sorted(set(self.columns) - names)}, extra {sorted(names - set(self.columns))}")
+            raise DataError(
+                f"{chunk.origin}: columns differ from {self.first_origin}: missing "
+                f"{sorted(set(self.columns) - names)}, extra {sorted(names - set(self.columns))}"
+            )
         batch = chunk.batch
         arrays = {}
         for name in batch.schema.names:
@@ -261,8 +274,10 @@ class _Pass:
             if name == self.dataset.label:
                 raise DataError(f"{where}: label {float(values[first])!r} is not a finite number")
             if self.dataset.non_finite == "error":
-                raise DataError(f"{where}: {float(values[first])!r} is not a finite float32 number; fix it, or set "
-                                "dataset.non_finite: clip to clip such values to the column's range")
+                raise DataError(
+                    f"{where}: {float(values[first])!r} is not a finite float32 number; fix it, or set "
+                    "dataset.non_finite: clip to clip such values to the column's range"
+                )
             values = np.where(beyond, np.copysign(np.inf, values), values)
         elif array.null_count == nan.sum():
             return array
@@ -297,13 +312,21 @@ class _Pass:
         split_rows = {split: self.writers[split].rows for split in SPLITS}
         empty = [split for split, count in split_rows.items() if count == 0]
         if empty:
-            raise DataError(f"{', '.join(inputs)}: split(s) {empty} received no rows out of {self.rows}; "
-                            "add data or change dataset.split weights")
+            raise DataError(
+                f"{', '.join(inputs)}: split(s) {empty} received no rows out of {self.rows}; "
+                "add data or change dataset.split weights"
+            )
         write_json_atomic(self.out / SCHEMA_FILE, schema.model_dump(mode="json"))
-        write_json_atomic(self.out / STATS_FILE, {
-            "rows": self.rows, "split_rows": split_rows, "inputs": inputs, "span": self.plan.span,
-            "columns": {name: stats.stats(size) for name, stats in self.columns.items()},
-        })
+        write_json_atomic(
+            self.out / STATS_FILE,
+            {
+                "rows": self.rows,
+                "split_rows": split_rows,
+                "inputs": inputs,
+                "span": self.plan.span,
+                "columns": {name: stats.stats(size) for name, stats in self.columns.items()},
+            },
+        )
         write_json_atomic(self.out / ANOMALIES_FILE, anomalies)
         self.split_rows = split_rows
         self.inputs = inputs
@@ -314,12 +337,19 @@ def _pinned_schema(pinned: Schema, rows: int, columns: dict[str, ColumnStats]) -
     """The pinned schema for this data: its statistics, with this data's missing and infinite counts (readers skip
     filling columns with none), and TensorFlow names and fill values where an older schema.json lacks them."""
     names = tf_names(pinned.feature_names)
-    features = [feature.model_copy(update={
-        "missing": columns[feature.name].missing if feature.name in columns else rows,
-        "infinite": columns[feature.name].nan_or_inf if feature.name in columns else 0,
-        "tf_name": feature.tf_name or names[feature.name],
-        "fill": feature.fill if feature.fill is not None else ("" if feature.type == "string" else feature.mean or 0.0),
-    }) for feature in pinned.features]
+    features = [
+        feature.model_copy(
+            update={
+                "missing": columns[feature.name].missing if feature.name in columns else rows,
+                "infinite": columns[feature.name].nan_or_inf if feature.name in columns else 0,
+                "tf_name": feature.tf_name or names[feature.name],
+                "fill": feature.fill
+                if feature.fill is not None
+                else ("" if feature.type == "string" else feature.mean or 0.0),
+            }
+        )
+        for feature in pinned.features
+    ]
     return pinned.model_copy(update={"rows": rows, "features": features})
 
 
@@ -372,13 +402,23 @@ def prepare(config: PipelineConfig, run_uri: str) -> PrepareResult:
                 for leftover in tmp.iterdir():
                     leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover)
         seconds = time.monotonic() - started
-        log.info("prepare: %d rows → %s in %.2f s (%.0f rows/s)", one_pass.rows, one_pass.split_rows, seconds,
-                 one_pass.rows / max(seconds, 1e-9))
+        log.info(
+            "prepare: %d rows → %s in %.2f s (%.0f rows/s)",
+            one_pass.rows,
+            one_pass.split_rows,
+            seconds,
+            one_pass.rows / max(seconds, 1e-9),
+        )
         return PrepareResult(
-            data_uri=str(final), schema_uri=str(final / SCHEMA_FILE), stats_uri=str(final / STATS_FILE),
-            rows=one_pass.rows, split_rows=one_pass.split_rows,
+            data_uri=str(final),
+            schema_uri=str(final / SCHEMA_FILE),
+            stats_uri=str(final / STATS_FILE),
+            rows=one_pass.rows,
+            split_rows=one_pass.split_rows,
             files={s: [str(final / n) for n in names] for s, names in one_pass.files.items()},
-            compression=dataset.compression, inputs=one_pass.inputs, span=plan.span,
+            compression=dataset.compression,
+            inputs=one_pass.inputs,
+            span=plan.span,
             anomalies=len(one_pass.anomalies),
         )
 

@@ -1,4 +1,5 @@
 """The dataset schema prepare infers and every later stage reads (schema.json in the data folder)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,11 @@ class FeatureSchema(_Frozen):
     """One feature. Its statistics are the training split's: what the model normalises and imputes with."""
 
     name: str = Field(..., description="The column's name in the data and in the TFRecords' tf.Examples.")
-    tf_name: str | None = Field(None, description="The feature's TensorFlow-safe name (kest_tasks.data.feature_names): "
-                                "Keras inputs, feature columns, serving_default inputs.")
+    tf_name: str | None = Field(
+        None,
+        description="The feature's TensorFlow-safe name (kest_tasks.data.feature_names): "
+        "Keras inputs, feature columns, serving_default inputs.",
+    )
     type: FeatureType
     missing: int = Field(0, description="Rows where the value is missing (all splits).")
     infinite: int = Field(0, description="Rows holding ±inf (kept under dataset.non_finite: clip).")
@@ -30,8 +34,11 @@ class FeatureSchema(_Frozen):
     mean: float | None = None
     std: float | None = None
     median: float | None = None
-    fill: float | str | None = Field(None, description="What a missing value becomes in training, evaluation and "
-                                     "serving (dataset.missing's statistic of the training split, or the token).")
+    fill: float | str | None = Field(
+        None,
+        description="What a missing value becomes in training, evaluation and "
+        "serving (dataset.missing's statistic of the training split, or the token).",
+    )
     vocabulary: list[str] | None = Field(None, description="Most frequent values of a string feature.")
 
     @property
@@ -45,8 +52,11 @@ class LabelSchema(_Frozen):
     kind: Literal["classification", "regression"]
     type: FeatureType = Field("string", description="How the label is stored in the Examples.")
     classes: list[str] | None = Field(None, description="Class names; readers map a stored label to its index.")
-    mean: float | None = Field(None, description="Regression: the training split's label mean (targets are "
-                               "standardised with it and std for training; predictions are in label units).")
+    mean: float | None = Field(
+        None,
+        description="Regression: the training split's label mean (targets are "
+        "standardised with it and std for training; predictions are in label units).",
+    )
     std: float | None = None
     class_counts: list[int] | None = Field(None, description="Training-split rows per class (classification).")
 

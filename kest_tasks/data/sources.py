@@ -3,6 +3,7 @@
 Every source yields `Chunk`s: an Arrow record batch of at most ~64k rows plus where it came from, so errors
 can name the file and row. Memory holds one chunk at a time, whatever the size of the input.
 """
+
 from __future__ import annotations
 
 import csv
@@ -12,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +22,7 @@ import pyarrow.csv as pacsv
 
 from kest_tasks.core.config import DatasetConfig
 from kest_tasks.core.errors import KestError
+from kest_tasks.data.schema import FeatureType
 
 log = logging.getLogger("kest.prepare")
 
@@ -56,8 +59,9 @@ def resolve_span(pattern: str, span: int | None) -> tuple[str, int | None]:
         return pattern, None
     if span is None:
         regex = re.compile(re.escape(pattern).replace(re.escape("{SPAN}"), r"(\d+)").replace(r"\*", "[^/]*"))
-        found = sorted({int(m.group(1)) for path in glob.glob(pattern.replace("{SPAN}", "*"))
-                        if (m := regex.fullmatch(path))})
+        found = sorted(
+            {int(m.group(1)) for path in glob.glob(pattern.replace("{SPAN}", "*")) if (m := regex.fullmatch(path))}
+        )
         if not found:
             raise DataError(f"{pattern}: no span found (no path matches with {{SPAN}} as a number)")
         span = found[-1]
@@ -77,11 +81,12 @@ def _expand(pattern: str) -> list[str]:
 
 def plan_sources(dataset: DatasetConfig) -> SourcePlan:
     if dataset.source == "tfds":
+        assert dataset.tfds is not None  # the config requires it for source tfds
         return SourcePlan({None: [f"tfds:{dataset.tfds.name}/{dataset.tfds.split}"]})
     if dataset.splits is not None:
         spans = {split: resolve_span(path, dataset.span) for split, path in dataset.splits.items()}
-        return SourcePlan({split: _expand(path) for split, (path, _) in spans.items()},
-                          next(iter(spans.values()))[1])
+        return SourcePlan({split: _expand(path) for split, (path, _) in spans.items()}, next(iter(spans.values()))[1])
+    assert dataset.path is not None  # the config requires path or splits
     path, span = resolve_span(dataset.path, dataset.span)
     return SourcePlan({None: _expand(path)}, span)
 
@@ -138,8 +143,9 @@ def check_column_names(names: list[str], where: str) -> None:
         if not name:
             raise DataError(f"{where} column {position}: empty header cell; every column needs a name")
         if name in seen:
-            raise DataError(f"{where} column {position}: header {name!r} repeats column {seen[name]}; "
-                            "column names must be unique")
+            raise DataError(
+                f"{where} column {position}: header {name!r} repeats column {seen[name]}; column names must be unique"
+            )
         seen[name] = position
 
 
@@ -153,7 +159,7 @@ def _repeated_headers(data: bytes, header_line: bytes, end: int | None = None) -
         position = data.find(b"\n" + header_line, position + 1, end)
 
     def whole_line(offset: int) -> bool:  # the match ends where its line does (not a longer line's prefix)
-        rest = data[offset + len(header_line):min(offset + len(header_line) + 2, end)]
+        rest = data[offset + len(header_line) : min(offset + len(header_line) + 2, end)]
         return rest in (b"", b"\r", b"\r\n") or rest.startswith(b"\n")
 
     return [offset for offset in offsets if whole_line(offset)]
@@ -196,8 +202,10 @@ def _csv_chunks(path: Path, dataset: DatasetConfig, column_types: dict[str, pa.D
                     if offset == cut:
                         break
                     if not dataset.skip_repeated_headers:
-                        raise DataError(f"{path} row {row}: the header line is repeated inside the data (files "
-                                        "joined with cat?); remove it, or set dataset.skip_repeated_headers: true")
+                        raise DataError(
+                            f"{path} row {row}: the header line is repeated inside the data (files "
+                            "joined with cat?); remove it, or set dataset.skip_repeated_headers: true"
+                        )
                     skipped += 1
                     row += 1
                     line_end = data.find(b"\n", offset, cut)
@@ -208,22 +216,28 @@ def _csv_chunks(path: Path, dataset: DatasetConfig, column_types: dict[str, pa.D
         log.warning("prepare: %s: skipped %d repeated header line(s) (dataset.skip_repeated_headers)", path, skipped)
 
 
-def _parse_csv_range(data: bytes | memoryview, header: list[str], delimiter: str, types: dict[str, pa.DataType],
-                     dataset: DatasetConfig) -> pa.Table:
+def _parse_csv_range(
+    data: bytes | memoryview, header: list[str], delimiter: str, types: dict[str, pa.DataType], dataset: DatasetConfig
+) -> pa.Table:
     return pacsv.read_csv(
         pa.py_buffer(data),
         read_options=pacsv.ReadOptions(column_names=header, block_size=8 << 20),
         parse_options=pacsv.ParseOptions(delimiter=delimiter),
         convert_options=pacsv.ConvertOptions(
-            column_types=types, null_values=list(dataset.na_values) or [""], strings_can_be_null=True,
-            quoted_strings_can_be_null=True, true_values=["\x00true"], false_values=["\x00false"],
+            column_types=types,
+            null_values=list(dataset.na_values) or [""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            true_values=["\x00true"],
+            false_values=["\x00false"],
             timestamp_parsers=[],
         ),
     )
 
 
-def _explain_csv_error(path: Path, dataset: DatasetConfig, header: list[str], message: str, column_types
-                       ) -> Exception:
+def _explain_csv_error(
+    path: Path, dataset: DatasetConfig, header: list[str], message: str, column_types: Any
+) -> Exception:
     """Turn a pyarrow parse error into a widening request or a DataError naming row and column."""
     delimiter = dataset.delimiter
     conversion = re.search(r"In CSV column #(\d+): .*CSV conversion error to (\w+)", message)
@@ -263,8 +277,10 @@ def _first_bad_value(path: Path, dataset: DatasetConfig, header: list[str], colu
                 if value and value not in missing:
                     parse(value)
             except ValueError:
-                return DataError(f"{path} row {reader.line_num} column {column!r}: {value!r} is not a valid "
-                                 f"{'integer' if kind == 'int64' else 'number'}")
+                return DataError(
+                    f"{path} row {reader.line_num} column {column!r}: {value!r} is not a valid "
+                    f"{'integer' if kind == 'int64' else 'number'}"
+                )
     return DataError(f"{path} column {column!r}: values do not convert to {kind}")
 
 
@@ -285,8 +301,9 @@ def _npz_chunks(path: Path) -> Iterator[Chunk]:
             raise DataError(f"{path} column {name!r}: shape {array.shape}; kest takes one scalar per row and column")
     total = next(iter(lengths.values()))
     for start in range(0, total, CHUNK_ROWS):
-        batch = pa.RecordBatch.from_pydict({name: _arrow_array(a[start:start + CHUNK_ROWS])
-                                            for name, a in columns.items()})
+        batch = pa.RecordBatch.from_pydict(
+            {name: _arrow_array(a[start : start + CHUNK_ROWS]) for name, a in columns.items()}
+        )
         yield Chunk(batch, str(path), start + 1)
 
 
@@ -309,6 +326,7 @@ def _tfds_chunks(dataset: DatasetConfig) -> Iterator[Chunk]:
 
     import_tensorflow()
     source = dataset.tfds
+    assert source is not None  # the config requires it for source tfds
     origin = f"tfds:{source.name}/{source.split} in {source.data_dir}"
     try:
         loaded = tfds.load(source.name, split=source.split, data_dir=source.data_dir, download=False)
@@ -362,17 +380,20 @@ def plain_columns(batch: pa.RecordBatch, origin: str, column_types: dict[str, pa
             target = pa.int64()
         elif pa.types.is_floating(kind) or pa.types.is_decimal(kind) or pa.types.is_null(kind):
             target = pa.float64()
-        elif (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_temporal(kind)):
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_temporal(kind):
             target = pa.string()
         else:
-            raise DataError(f"{origin} column {name!r}: type {kind} holds no single number or text per row; kest "
-                            "takes one scalar per row and column")
+            raise DataError(
+                f"{origin} column {name!r}: type {kind} holds no single number or text per row; kest "
+                "takes one scalar per row and column"
+            )
         target = column_types.get(name, target)
         try:
             columns[name] = pc.cast(array, target) if array.type != target else array
         except pa.ArrowInvalid as error:
-            raise DataError(f"{origin} column {name!r}: cannot be read as {target}: {str(error).splitlines()[0]}"
-                            ) from None
+            raise DataError(
+                f"{origin} column {name!r}: cannot be read as {target}: {str(error).splitlines()[0]}"
+            ) from None
     return pa.RecordBatch.from_pydict(columns)
 
 
@@ -380,7 +401,7 @@ KEY_SAMPLE_RECORDS = 1000  # records of a TFRecord file read to find its keys an
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _tfrecord_keys(records, path: Path, column_types: dict[str, pa.DataType]) -> dict[str, str]:
+def _tfrecord_keys(records: Any, path: Path, column_types: dict[str, pa.DataType]) -> dict[str, str]:
     """Feature key → kind (int, float, string) from the first records, plus any key dataset.column_types pins."""
     import tensorflow as tf
 
@@ -396,8 +417,10 @@ def _tfrecord_keys(records, path: Path, column_types: dict[str, pa.DataType]) ->
             if kind is None:
                 continue
             if key in keys and keys[key] != kinds[kind]:
-                raise DataError(f"{path} record {index} key {key!r}: {kinds[kind]} values, but earlier records hold "
-                                f"{keys[key]} values")
+                raise DataError(
+                    f"{path} record {index} key {key!r}: {kinds[kind]} values, but earlier records hold "
+                    f"{keys[key]} values"
+                )
             keys[key] = kinds[kind]
     for key, arrow in column_types.items():
         keys.setdefault(key, kind_of(arrow))
@@ -434,17 +457,20 @@ def _tfrecord_chunks(path: Path, column_types: dict[str, pa.DataType]) -> Iterat
             yield Chunk(plain_columns(batch, str(path), column_types), str(path), row)
             row += count
     except tf.errors.OpError as error:  # a truncated or corrupted file (bad length, CRC or gzip stream)
-        raise DataError(f"{path}: corrupt TFRecord data after record {row - 1}: "
-                        f"{error.message.splitlines()[0]}") from None
+        raise DataError(
+            f"{path}: corrupt TFRecord data after record {row - 1}: {error.message.splitlines()[0]}"
+        ) from None
 
 
-def _dense_column(path: Path, first_row: int, key: str, sparse, count: int) -> pa.Array:
+def _dense_column(path: Path, first_row: int, key: str, sparse: Any, count: int) -> pa.Array:
     indices = sparse.indices.numpy()
     values = sparse.values.numpy()
     if len(indices) and indices[:, 1].max() > 0:
         record = int(indices[indices[:, 1] > 0][0, 0])
-        raise DataError(f"{path} record {first_row + record} key {key!r}: several values; kest takes one value per "
-                        "feature and record")
+        raise DataError(
+            f"{path} record {first_row + record} key {key!r}: several values; kest takes one value per "
+            "feature and record"
+        )
     present = np.zeros(count, dtype=bool)
     present[indices[:, 0]] = True
     if values.dtype.kind == "O":
@@ -453,8 +479,9 @@ def _dense_column(path: Path, first_row: int, key: str, sparse, count: int) -> p
             try:
                 text[position] = value.decode("utf-8")
             except UnicodeDecodeError:
-                raise DataError(f"{path} record {first_row + position} key {key!r}: bytes that are not UTF-8 text"
-                                ) from None
+                raise DataError(
+                    f"{path} record {first_row + position} key {key!r}: bytes that are not UTF-8 text"
+                ) from None
         return pa.array(text, pa.string())
     full = np.zeros(count, dtype=np.float64 if values.dtype.kind == "f" else np.int64)
     full[indices[:, 0]] = values
@@ -465,12 +492,13 @@ def _explain_record_error(path: Path, first_row: int, message: str) -> DataError
     """parse_example's error (e.g. a key's type differs from the first records') → one line naming the record."""
     found = re.search(r"Name: [^,]*, Key: ([^,]+), Index: (\d+)\.\s*(.*)", message)
     if found:
-        return DataError(f"{path} record {first_row + int(found.group(2))} key {found.group(1)!r}: "
-                         f"{found.group(3).splitlines()[0]}")
+        return DataError(
+            f"{path} record {first_row + int(found.group(2))} key {found.group(1)!r}: {found.group(3).splitlines()[0]}"
+        )
     return DataError(f"{path} records from {first_row}: {message.splitlines()[0]}")
 
 
-def kind_of(arrow_type: pa.DataType) -> str:
+def kind_of(arrow_type: pa.DataType) -> FeatureType:
     """The schema type (int, float, string) of an Arrow type."""
     if pa.types.is_integer(arrow_type) or pa.types.is_boolean(arrow_type):
         return "int"

@@ -1,10 +1,12 @@
 """Streaming statistics per column and the schema inferred from them (schema.json, stats.json)."""
+
 from __future__ import annotations
 
 import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +14,7 @@ import pyarrow.compute as pc
 
 from kest_tasks.core.config import DatasetConfig, MissingConfig
 from kest_tasks.data.feature_names import tf_names
-from kest_tasks.data.schema import FeatureSchema, LabelSchema, Schema
+from kest_tasks.data.schema import FeatureSchema, FeatureType, LabelSchema, Schema
 from kest_tasks.data.sources import Chunk, DataError, kind_of
 
 _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|nan|Infinity|NaN)\s*$"
@@ -34,7 +36,7 @@ class Sighting:
         return f"{self.origin} row {self.row} column {column!r}"
 
 
-def first_true(mask: np.ndarray, chunk: Chunk, values) -> Sighting | None:
+def first_true(mask: np.ndarray, chunk: Chunk, values: Any) -> Sighting | None:
     hits = np.flatnonzero(mask)
     if not len(hits):
         return None
@@ -85,7 +87,7 @@ class ColumnStats:
     def __init__(self, name: str, is_label: bool = False) -> None:
         self.name = name
         self.is_label = is_label
-        self.kind = "int"
+        self.kind: FeatureType = "int"
         self.rows = 0
         self.missing = 0
         self.train_missing = 0
@@ -155,7 +157,7 @@ class ColumnStats:
     def _sample(self, values: np.ndarray) -> None:
         """Keep every `sample_stride`-th training value, doubling the stride when the sample is full."""
         # A copy: a strided view would keep the whole chunk's array alive (measured: P6 memory grew with the input).
-        picked = values[(-self.sample_seen) % self.sample_stride::self.sample_stride].copy()
+        picked = values[(-self.sample_seen) % self.sample_stride :: self.sample_stride].copy()
         self.sample_seen += len(values)
         if len(picked):
             self.sample_parts.append(picked)
@@ -208,20 +210,30 @@ class ColumnStats:
         if not self.missing:
             return
         setting = policy.string if self.kind == "string" else policy.numeric
+        assert self.first_missing is not None  # set with the first missing value
         where = self.first_missing.where(self.name)
         if setting == "error":
             options = "token" if self.kind == "string" else "mean, median or zero"
             kind = "string" if self.kind == "string" else "numeric"
-            raise DataError(f"{where}: missing value ({self.missing} missing in all); fill them, or set "
-                            f"dataset.missing.{kind} to {options}")
+            raise DataError(
+                f"{where}: missing value ({self.missing} missing in all); fill them, or set "
+                f"dataset.missing.{kind} to {options}"
+            )
         if self.kind == "string":
             fill = "the empty-string token"
         elif setting == "zero":
             fill = "0"
         else:
             fill = f"the training split's {setting} {self.fill(policy):g}"
-        log.warning("prepare: column %r: %d missing values (%d in the training split, first at %s) are filled with "
-                    "%s in training, evaluation and serving", self.name, self.missing, self.train_missing, where, fill)
+        log.warning(
+            "prepare: column %r: %d missing values (%d in the training split, first at %s) are filled with "
+            "%s in training, evaluation and serving",
+            self.name,
+            self.missing,
+            self.train_missing,
+            where,
+            fill,
+        )
 
     def fill(self, policy: MissingConfig) -> float | str:
         """What a missing value of this column becomes (dataset.missing)."""
@@ -235,8 +247,14 @@ class ColumnStats:
         return moments.mean if moments.count else 0.0
 
     def feature_schema(self, vocabulary_size: int, tf_name: str, policy: MissingConfig) -> FeatureSchema:
-        common = dict(name=self.name, tf_name=tf_name, type=self.kind, missing=self.missing, infinite=self.nan_or_inf,
-                      fill=self.fill(policy))
+        common: dict[str, Any] = dict(
+            name=self.name,
+            tf_name=tf_name,
+            type=self.kind,
+            missing=self.missing,
+            infinite=self.nan_or_inf,
+            fill=self.fill(policy),
+        )
         if self.kind == "string":
             counts = Counter(self.values)
             if self.train_missing:
@@ -247,13 +265,21 @@ class ColumnStats:
             return FeatureSchema(**common, min=0.0, max=0.0, mean=0.0, std=0.0, median=0.0)
         # The range is the whole column's (pinned-schema validation and clipping use it), mean/std/median the
         # training split's (what models normalise and impute with).
-        return FeatureSchema(**common, min=self.all.low, max=self.all.high, mean=moments.mean, std=moments.std,
-                             median=self.median if self.median is not None else moments.mean)
+        return FeatureSchema(
+            **common,
+            min=self.all.low,
+            max=self.all.high,
+            mean=moments.mean,
+            std=moments.std,
+            median=self.median if self.median is not None else moments.mean,
+        )
 
     def stats(self, vocabulary_size: int) -> dict:
         top = [{"value": v, "count": c} for v, c in self.values.most_common(vocabulary_size)]
         summary = {
-            "type": self.kind, "rows": self.rows, "missing": self.missing,
+            "type": self.kind,
+            "rows": self.rows,
+            "missing": self.missing,
             "missing_fraction": self.missing / self.rows if self.rows else 0.0,
             "train_missing": self.train_missing,
             "distinct_values": None if self.truncated else len(self.values),
@@ -261,38 +287,60 @@ class ColumnStats:
         if self.kind == "string":
             return {**summary, "top_values": top}
         whole = self.all
-        numbers = ({"min": whole.low, "max": whole.high, "mean": whole.mean, "std": whole.std} if whole.count
-                   else {"min": 0.0, "max": 0.0, "mean": 0.0, "std": 0.0})
-        return {**summary, **numbers, "train_median": self.median, "nan_or_inf": self.nan_or_inf,
-                **({"top_values": top} if self.kind == "int" else {})}
+        numbers = (
+            {"min": whole.low, "max": whole.high, "mean": whole.mean, "std": whole.std}
+            if whole.count
+            else {"min": 0.0, "max": 0.0, "mean": 0.0, "std": 0.0}
+        )
+        return {
+            **summary,
+            **numbers,
+            "train_median": self.median,
+            "nan_or_inf": self.nan_or_inf,
+            **({"top_values": top} if self.kind == "int" else {}),
+        }
 
     def label_schema(self, label_kind: str = "auto") -> LabelSchema:
         """Classification or regression, from the values or dataset.label_kind; raise DataError when the label is
         missing somewhere, has one class, or looks like classes with a few fractional values."""
         if self.first_missing is not None:
             raise DataError(f"{self.first_missing.where(self.name)}: label is missing ({self.missing} rows in all)")
-        if self.nan_or_inf:
-            raise DataError(f"{self.first_nan_or_inf.where(self.name)}: label {self.first_nan_or_inf.value!r} is "
-                            "not a finite number")
+        if self.nan_or_inf and self.first_nan_or_inf is not None:
+            raise DataError(
+                f"{self.first_nan_or_inf.where(self.name)}: label {self.first_nan_or_inf.value!r} is "
+                "not a finite number"
+            )
         kind = label_kind if label_kind != "auto" else self._guess_kind()
         if kind == "regression":
             if self.kind == "string":
-                raise DataError(f"{self.first_text.where(self.name) if self.first_text else repr(self.name)}: "
-                                "dataset.label_kind is regression, but the label holds text")
+                raise DataError(
+                    f"{self.first_text.where(self.name) if self.first_text else repr(self.name)}: "
+                    "dataset.label_kind is regression, but the label holds text"
+                )
             moments = self.train if self.train.count else self.all
-            return LabelSchema(name=self.name, kind="regression", type=self.kind, mean=moments.mean,
-                               std=moments.std or 1.0)
-        if self.kind == "float" and self.fractional:
-            raise DataError(f"{self.first_fractional.where(self.name)}: label {self.first_fractional.value!r} is not "
-                            "a whole number, so it cannot be a class; fix it, or set dataset.label_kind: regression")
+            return LabelSchema(
+                name=self.name, kind="regression", type=self.kind, mean=moments.mean, std=moments.std or 1.0
+            )
+        if self.kind == "float" and self.fractional and self.first_fractional is not None:
+            raise DataError(
+                f"{self.first_fractional.where(self.name)}: label {self.first_fractional.value!r} is not "
+                "a whole number, so it cannot be a class; fix it, or set dataset.label_kind: regression"
+            )
         if self.truncated or len(self.values) > MAX_CLASSES:
-            raise DataError(f"column {self.name!r}: label has over {MAX_CLASSES} distinct values; a classification "
-                            "label needs at most that many classes (or set dataset.label_kind: regression)")
+            raise DataError(
+                f"column {self.name!r}: label has over {MAX_CLASSES} distinct values; a classification "
+                "label needs at most that many classes (or set dataset.label_kind: regression)"
+            )
         classes = sorted(self.values, key=int) if self.kind != "string" else sorted(self.values)
         if len(classes) < 2:
             raise DataError(f"column {self.name!r}: label has a single class {classes}; nothing to learn")
-        return LabelSchema(name=self.name, kind="classification", type=self.kind, classes=classes,
-                           class_counts=[self.train_values.get(name, 0) for name in classes])
+        return LabelSchema(
+            name=self.name,
+            kind="classification",
+            type=self.kind,
+            classes=classes,
+            class_counts=[self.train_values.get(name, 0) for name in classes],
+        )
 
     def _guess_kind(self) -> str:
         if self.kind == "string":
@@ -300,14 +348,20 @@ class ColumnStats:
         if self.kind == "int":
             return "regression" if self.truncated or len(self.values) > MAX_CLASSES else "classification"
         finite = self.all.count
-        if self.fractional and finite and len(self.values) <= MAX_CLASSES \
-                and (finite - self.fractional) / finite >= CLASS_LIKE_SHARE:
+        if (
+            self.fractional
+            and finite
+            and len(self.values) <= MAX_CLASSES
+            and (finite - self.fractional) / finite >= CLASS_LIKE_SHARE
+        ):
             first = self.first_fractional
+            assert first is not None  # set with the first fractional value
             raise DataError(
                 f"{first.where(self.name)}: label {first.value!r} is fractional, but "
                 f"{(finite - self.fractional) / finite:.1%} of the label's values are whole numbers "
                 f"({len(self.values)} distinct): classes with a typo, or a regression target? Fix the value, or set "
-                "dataset.label_kind: classification or regression")
+                "dataset.label_kind: classification or regression"
+            )
         return "regression"
 
 
@@ -315,6 +369,9 @@ def infer_schema(columns: dict[str, ColumnStats], dataset: DatasetConfig, rows: 
     """The schema from the columns' statistics: TensorFlow-safe names, training-split statistics, fill values."""
     label = dataset.label
     names = tf_names([name for name in columns if name != label])
-    features = [stats.feature_schema(dataset.vocabulary_size, names[name], dataset.missing)
-                for name, stats in columns.items() if name != label]
+    features = [
+        stats.feature_schema(dataset.vocabulary_size, names[name], dataset.missing)
+        for name, stats in columns.items()
+        if name != label
+    ]
     return Schema(features=features, label=columns[label].label_schema(dataset.label_kind), rows=rows)

@@ -2,6 +2,7 @@
 
 Shared by train, evaluate and export, so that training, evaluation and serving parse features the same way.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,9 @@ def plan_model_inputs(inputs: list[InputSpec], schema: Schema) -> InputPlan:
     names = [spec.name for spec in inputs]
     if all(schema.has_feature(name) for name in names):
         keys = [schema.feature(name).key for name in names]
-        vocabularies = {name: schema.feature(name).vocabulary or [] for name in names
-                        if schema.feature(name).type == "string"}
+        vocabularies = {
+            name: schema.feature(name).vocabulary or [] for name in names if schema.feature(name).type == "string"
+        }
         return InputPlan(mode="by_name", inputs=inputs, features=keys, vocabularies=vocabularies)
     numeric = [f.key for f in schema.features if f.type != "string"]
     if len(inputs) == 1 and inputs[0].shape[-1:] == [len(numeric)] and len(numeric) == len(schema.features):
@@ -97,7 +99,8 @@ def parse_spec(schema: Schema, with_label: bool = True) -> dict[str, Any]:
     for feature in schema.features:
         if feature.type == "string":
             spec[feature.name] = tf.io.FixedLenFeature(
-                [], tf.string, default_value=feature.fill if isinstance(feature.fill, str) else "")
+                [], tf.string, default_value=feature.fill if isinstance(feature.fill, str) else ""
+            )
         elif feature.type == "int":
             spec[feature.name] = tf.io.FixedLenFeature([], tf.int64, default_value=MISSING_INT)
         else:
@@ -149,7 +152,7 @@ def model_features(features: dict[str, Any], schema: Schema, checked: bool = Fal
     return ready
 
 
-def parse_features(serialized, schema: Schema, with_label: bool = False, checked: bool = False):
+def parse_features(serialized: Any, schema: Schema, with_label: bool = False, checked: bool = False) -> Any:
     """Serialized tf.Examples → model features (and the stored label, with `with_label`); `checked` as in
     `model_features`."""
     tf = import_tensorflow()
@@ -159,7 +162,7 @@ def parse_features(serialized, schema: Schema, with_label: bool = False, checked
     return (features, label) if with_label else features
 
 
-def label_encoder(schema: Schema, standardize: bool = False):
+def label_encoder(schema: Schema, standardize: bool = False) -> Any:
     """stored label → class index (a lookup on the class names), or → float (regression; with `standardize`,
     scaled by the training split's mean and std — the training target)."""
     tf = import_tensorflow()
@@ -167,14 +170,15 @@ def label_encoder(schema: Schema, standardize: bool = False):
     if label.kind == "regression":
         mean, std = (label.mean or 0.0, label.std or 1.0) if standardize else (0.0, 1.0)
         return lambda value: (tf.cast(value, tf.float32) - mean) / std
-    if label.type == "int" and label.classes == [str(i) for i in range(len(label.classes))]:
+    classes = label.classes or []
+    if label.type == "int" and classes == [str(i) for i in range(len(classes))]:
         return lambda value: value  # classes 0..k-1 are already their own indices
     table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(label.classes), tf.range(len(label.classes), dtype=tf.int64)),
+        tf.lookup.KeyValueTensorInitializer(tf.constant(classes), tf.range(len(classes), dtype=tf.int64)),
         default_value=-1,
     )
 
-    def encode(value):
+    def encode(value: Any) -> Any:
         if value.dtype == tf.float32:  # a float column forced to classification holds whole numbers
             value = tf.cast(value, tf.int64)
         return table.lookup(value if value.dtype == tf.string else tf.strings.as_string(value))
@@ -182,7 +186,7 @@ def label_encoder(schema: Schema, standardize: bool = False):
     return encode
 
 
-def to_label_units(outputs, label: LabelSchema):
+def to_label_units(outputs: Any, label: LabelSchema) -> Any:
     """A regression model's outputs (standardised targets) → predictions in the label's units; classifier outputs
     unchanged. Works on NumPy arrays and tensors."""
     if label.kind != "regression":
@@ -190,7 +194,7 @@ def to_label_units(outputs, label: LabelSchema):
     return outputs * (label.std or 1.0) + (label.mean or 0.0)
 
 
-def class_weights(config, schema: Schema) -> list[float] | None:
+def class_weights(config: Any, schema: Schema) -> list[float] | None:
     """Each class's loss weight (by class index) from trainer.class_weight, or None when unweighted.
 
     `balanced` weighs class c by train rows / (classes × train rows of c), as scikit-learn does; a mapping names
@@ -201,8 +205,9 @@ def class_weights(config, schema: Schema) -> list[float] | None:
         return None
     label = schema.label
     if label.kind != "classification":
-        raise ConfigError("trainer.class_weight needs a classification label; the dataset's label "
-                          f"{label.name!r} is regression")
+        raise ConfigError(
+            f"trainer.class_weight needs a classification label; the dataset's label {label.name!r} is regression"
+        )
     classes = label.classes or []
     if setting == "balanced":
         counts = label.class_counts or []
@@ -210,17 +215,17 @@ def class_weights(config, schema: Schema) -> list[float] | None:
         return [total / (len(classes) * count) if count else 1.0 for count in counts]
     unknown = sorted(set(setting) - set(classes))
     if unknown:
-        raise ConfigError(f"trainer.class_weight: no class {unknown[0]!r} in the label (classes: "
-                          f"{', '.join(classes)})")
+        raise ConfigError(f"trainer.class_weight: no class {unknown[0]!r} in the label (classes: {', '.join(classes)})")
     return [float(setting.get(name, 1.0)) for name in classes]
 
 
-def record_dataset(files: list[str], compression: str):
+def record_dataset(files: list[str], compression: str) -> Any:
     """The serialized tf.Examples of TFRecord shards, in a deterministic order."""
     tf = import_tensorflow()
     # num_parallel_reads=1 still builds a parallel interleave, which here reads 13x slower than a plain reader.
     return tf.data.TFRecordDataset(
-        files, compression_type="GZIP" if compression == "GZIP" else "",
+        files,
+        compression_type="GZIP" if compression == "GZIP" else "",
         num_parallel_reads=min(len(files), 4) if len(files) > 1 else None,
     )
 
@@ -237,7 +242,7 @@ def read_examples(
     plan: InputPlan | None = None,
     training_targets: bool = False,
     class_weights: list[float] | None = None,
-):
+) -> Any:
     """A tf.data.Dataset of (features, label) batches from TFRecord shards, features by TensorFlow-safe name.
 
     Batches before parsing (vectorised `parse_example`), then prefetches. With `plan`, features are already
@@ -255,7 +260,7 @@ def read_examples(
     tables = vocabulary_tables(plan) if plan else {}
     weights = tf.constant(class_weights, tf.float32) if class_weights else None
 
-    def parse(serialized):
+    def parse(serialized: Any) -> Any:
         features, label = parse_features(serialized, schema, with_label=True, checked=True)
         target = encode_label(label)
         inputs = to_model_inputs(features, plan, tables) if plan else features
@@ -270,5 +275,9 @@ def read_examples(
     # Under multi-worker training each worker reads its share by example: a split often has fewer shard files
     # than there are workers, and sharding by file would leave a worker nothing to read.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return (dataset.batch(batch_size).map(parse, num_parallel_calls=os.cpu_count() or 1).prefetch(PREFETCH_BATCHES)
-            .with_options(options))
+    return (
+        dataset.batch(batch_size)
+        .map(parse, num_parallel_calls=os.cpu_count() or 1)
+        .prefetch(PREFETCH_BATCHES)
+        .with_options(options)
+    )

@@ -12,13 +12,14 @@ Wire format (field numbers from tensorflow/core/example/{example,feature}.proto)
   Example{1: Features{1: repeated map entry{1: key, 2: Feature}}}
   Feature{1: BytesList{1: repeated bytes} | 2: FloatList{1: packed float} | 3: Int64List{1: packed varint}}
 """
+
 from __future__ import annotations
 
 import gzip
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import google_crc32c
 import numpy as np
@@ -67,7 +68,7 @@ class Fixed:
         offset = start
         for segment in self.segments:
             if isinstance(segment, bytes):
-                template[offset:offset + len(segment)] = np.frombuffer(segment, dtype=np.uint8)
+                template[offset : offset + len(segment)] = np.frombuffer(segment, dtype=np.uint8)
                 offset += len(segment)
             else:
                 columns.append((offset, np.ascontiguousarray(segment)))
@@ -81,7 +82,7 @@ class Fixed:
         a 4-byte-wide slice costs ~30 ns a row, the 1-D field copy ~1 ns.
         """
         template, columns = self.columns(start)
-        out[:, :len(template)] = template
+        out[:, : len(template)] = template
         rows = out.shape[1]
         for offset, column in columns:
             width = column.shape[1]
@@ -122,9 +123,10 @@ def _padded_mask(lengths: np.ndarray, width: int) -> np.ndarray:
 
 def concat(parts: list[Part]) -> Part:
     """Record-wise concatenation: record i is the parts' record i bytes, one after the other."""
-    if all(isinstance(part, Fixed) for part in parts):
+    fixed = [part for part in parts if isinstance(part, Fixed)]
+    if len(fixed) == len(parts):
         result = Fixed(parts[0].n)
-        for part in parts:
+        for part in fixed:
             result = result.then(part)
         return result
     raggeds = [part.ragged() for part in parts]
@@ -135,7 +137,7 @@ def concat(parts: list[Part]) -> Part:
     return Ragged(matrix, lengths)
 
 
-def _squeeze(raggeds: list[Ragged]) -> tuple[np.ndarray, np.ndarray]:
+def _squeeze(raggeds: list[Ragged]) -> tuple[np.ndarray, Any]:
     matrix = np.concatenate([r.matrix for r in raggeds], axis=1)
     mask = np.concatenate([_padded_mask(r.lengths, r.matrix.shape[1]) for r in raggeds], axis=1)
     return matrix[mask], sum(r.lengths for r in raggeds)
@@ -187,7 +189,7 @@ def strings(data: np.ndarray, offsets: np.ndarray) -> Ragged:
     lengths = np.diff(offsets).astype(np.int64)
     width = int(lengths.max()) if len(lengths) else 0
     matrix = np.zeros((len(lengths), width), dtype=np.uint8)
-    matrix[_padded_mask(lengths, width)] = data[offsets[0]:offsets[-1]]
+    matrix[_padded_mask(lengths, width)] = data[offsets[0] : offsets[-1]]
     return Ragged(matrix, lengths)
 
 
@@ -258,7 +260,8 @@ def tfrecords(entries: list[Part]) -> tuple[np.ndarray, int]:
         ends = np.cumsum(lengths)
         crc_data = np.fromiter(
             (google_crc32c.value(buffer[a:b]) for a, b in zip((ends - lengths).tolist(), ends.tolist())),
-            dtype=np.uint32, count=n,
+            dtype=np.uint32,
+            count=n,
         )
     length_bytes = lengths.astype("<u8")
     unique, inverse = np.unique(length_bytes, return_inverse=True)
@@ -271,8 +274,10 @@ def tfrecords(entries: list[Part]) -> tuple[np.ndarray, int]:
         out[:, :12] = header
         out[:, -4:] = trailer
         return out.reshape(-1), n
-    flat, _ = _squeeze([Ragged(header, np.full(n, 12, dtype=np.int64)), example,
-                        Ragged(trailer, np.full(n, 4, dtype=np.int64))])
+    assert isinstance(example, Ragged)  # a Fixed one was written into `out` above
+    flat, _ = _squeeze(
+        [Ragged(header, np.full(n, 12, dtype=np.int64)), example, Ragged(trailer, np.full(n, 4, dtype=np.int64))]
+    )
     return flat, n
 
 
@@ -287,9 +292,10 @@ class TFRecordFile:
         self.path = path
         self.records = 0
         self._raw: BinaryIO = open(path, "wb")
-        self._out: BinaryIO = (
+        self._out: Any = (
             gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=level, mtime=0)
-            if compression == "GZIP" else self._raw
+            if compression == "GZIP"
+            else self._raw
         )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tfrecord-writer")
         self._pending: list[Future] = []
@@ -297,7 +303,7 @@ class TFRecordFile:
     def write(self, frames: np.ndarray, records: int) -> None:
         while len(self._pending) >= 1:
             self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(self._out.write, memoryview(frames)))
+        self._pending.append(self._pool.submit(self._out.write, memoryview(frames)))  # type: ignore[arg-type]
         self.records += records
 
     def close(self) -> None:

@@ -1,14 +1,16 @@
 """Validating new data against a pinned schema: anomalies with a kind, a severity and where they were seen."""
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kest_tasks.core.config import ValidationConfig
+from kest_tasks.core.config import AnomalyKind, ValidationConfig
 from kest_tasks.data.schema import Schema
 from kest_tasks.data.sources import Chunk, DataError, arrow_type, kind_of
 from kest_tasks.data.stats import ColumnStats, Sighting, first_true
@@ -35,8 +37,14 @@ class Anomaly:
 
     def as_json(self) -> dict:
         first = self.first.__dict__ if self.first else None
-        return {"kind": self.kind, "column": self.column, "severity": self.severity, "count": self.count,
-                "first": first, "detail": self.detail}
+        return {
+            "kind": self.kind,
+            "column": self.column,
+            "severity": self.severity,
+            "count": self.count,
+            "first": first,
+            "detail": self.detail,
+        }
 
 
 class Validator:
@@ -48,7 +56,7 @@ class Validator:
         self.types = {f.name: f.type for f in pinned.features} | {pinned.label.name: pinned.label.type}
         self.anomalies: dict[tuple[str, str], Anomaly] = {}
 
-    def _record(self, kind: str, column: str, count: int, first: Sighting | None, detail: str) -> None:
+    def _record(self, kind: AnomalyKind, column: str, count: int, first: Sighting | None, detail: str) -> None:
         severity = self.settings.severity_of(kind)
         if severity == "ignore" or count == 0:
             return
@@ -80,10 +88,17 @@ class Validator:
         # are left out (missing) of the Examples so a lenient severity still writes well-typed records.
         values = array.to_pylist()
         bad = np.array([v is not None and not _fits(v, pinned) for v in values], dtype=bool)
-        self._record("type_change", name, int(bad.sum()), first_true(bad, chunk, values),
-                     f"pinned type {pinned}, data has {actual}")
-        kept = [None if v is None or not _fits(v, pinned) else (int(float(v)) if pinned == "int" else float(v))
-                for v in values]
+        self._record(
+            "type_change",
+            name,
+            int(bad.sum()),
+            first_true(bad, chunk, values),
+            f"pinned type {pinned}, data has {actual}",
+        )
+        kept = [
+            None if v is None or not _fits(v, pinned) else (int(float(v)) if pinned == "int" else float(v))
+            for v in values
+        ]
         return pa.array(kept, arrow_type(pinned))
 
     def check(self, batch: pa.RecordBatch, chunk: Chunk) -> None:
@@ -95,11 +110,16 @@ class Validator:
             feature = self.pinned.feature(name)
             if feature.type == "string":
                 if feature.vocabulary:
-                    unseen = pc.and_(pc.is_valid(array),
-                                     pc.invert(pc.is_in(array, value_set=pa.array(feature.vocabulary)))).to_numpy(
-                        zero_copy_only=False)
-                    self._record("unseen_category", name, int(unseen.sum()), first_true(unseen, chunk, array),
-                                 f"not among the pinned {len(feature.vocabulary)} values")
+                    unseen = pc.and_(
+                        pc.is_valid(array), pc.invert(pc.is_in(array, value_set=pa.array(feature.vocabulary)))
+                    ).to_numpy(zero_copy_only=False)
+                    self._record(
+                        "unseen_category",
+                        name,
+                        int(unseen.sum()),
+                        first_true(unseen, chunk, array),
+                        f"not among the pinned {len(feature.vocabulary)} values",
+                    )
                 continue
             values = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
             present = array.is_valid().to_numpy(zero_copy_only=False)
@@ -107,8 +127,13 @@ class Validator:
             self._record("nan_or_inf", name, int(bad.sum()), first_true(bad, chunk, values), "NaN or infinite")
             with np.errstate(invalid="ignore"):
                 outside = present & np.isfinite(values) & ((values < feature.min) | (values > feature.max))
-            self._record("out_of_range", name, int(outside.sum()), first_true(outside, chunk, values),
-                         f"outside the pinned range [{feature.min:g}, {feature.max:g}]")
+            self._record(
+                "out_of_range",
+                name,
+                int(outside.sum()),
+                first_true(outside, chunk, values),
+                f"outside the pinned range [{feature.min:g}, {feature.max:g}]",
+            )
 
     def _check_label(self, array: pa.Array, chunk: Chunk) -> None:
         label = self.pinned.label
@@ -117,8 +142,13 @@ class Validator:
         as_text = pc.cast(array, pa.string())
         unknown = pc.and_(pc.is_valid(as_text), pc.invert(pc.is_in(as_text, value_set=pa.array(label.classes))))
         mask = unknown.to_numpy(zero_copy_only=False)
-        self._record("unknown_label", label.name, int(mask.sum()), first_true(mask, chunk, as_text),
-                     f"not one of the classes {label.classes}")
+        self._record(
+            "unknown_label",
+            label.name,
+            int(mask.sum()),
+            first_true(mask, chunk, as_text),
+            f"not one of the classes {label.classes}",
+        )
 
     def finish(self, columns: dict[str, ColumnStats]) -> list[dict]:
         """Record too-many-missing anomalies, log warnings, raise DataError listing every error anomaly."""
@@ -129,20 +159,27 @@ class Validator:
             pinned_fraction = feature.missing / self.pinned.rows if self.pinned.rows else 0.0
             fraction = stats.missing / stats.rows
             if fraction > pinned_fraction + self.settings.max_missing_increase:
-                self._record("too_many_missing", feature.name, stats.missing, stats.first_missing,
-                             f"{fraction:.1%} missing, pinned schema had {pinned_fraction:.1%}")
+                self._record(
+                    "too_many_missing",
+                    feature.name,
+                    stats.missing,
+                    stats.first_missing,
+                    f"{fraction:.1%} missing, pinned schema had {pinned_fraction:.1%}",
+                )
         anomalies = list(self.anomalies.values())
         for anomaly in anomalies:
             if anomaly.severity == "warning":
                 log.warning("prepare: %s", anomaly.line())
         errors = [a for a in anomalies if a.severity == "error"]
         if errors:
-            raise DataError(f"data does not match the pinned schema ({len(errors)} error anomalies):\n"
-                            + "\n".join(a.line() for a in errors))
+            raise DataError(
+                f"data does not match the pinned schema ({len(errors)} error anomalies):\n"
+                + "\n".join(a.line() for a in errors)
+            )
         return [a.as_json() for a in anomalies]
 
 
-def _fits(value, kind: str) -> bool:
+def _fits(value: Any, kind: str) -> bool:
     try:
         number = float(value)
     except ValueError:

@@ -4,6 +4,7 @@ Predictions come from the trained model itself (Keras kinds: the built Keras mod
 weights; premade and model_fn: Estimator.predict). Metrics come from evaluation.metrics, through the scoring code
 the gate also scores the champion with, so candidate and champion are measured alike.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,6 @@ from kest_tasks.evaluation.metrics import headline, score, sliced_scores
 from kest_tasks.evaluation.scoring import score_trained_model
 
 log = logging.getLogger("kest.evaluate")
-
 
 
 @stage_function
@@ -49,19 +49,36 @@ def evaluate(
         seconds = time.monotonic() - started
         global_step = checkpoint_step(trained.checkpoint)
         np.savez_compressed(tmp / PREDICTIONS_FILE, labels=scored.labels, outputs=scored.outputs)
-        write_json_atomic(tmp / METRICS_FILE, {
-            **overall, "classes": classes, "slices": slices, "checkpoint": trained.checkpoint,
-            "global_step": global_step, "seconds": round(seconds, 3),
-        })
-        log.info("evaluate: test split (%d examples) at step %d in %.2f s: %s",
-                 overall["examples"], global_step, seconds, _format(overall["metrics"]))
+        write_json_atomic(
+            tmp / METRICS_FILE,
+            {
+                **overall,
+                "classes": classes,
+                "slices": slices,
+                "checkpoint": trained.checkpoint,
+                "global_step": global_step,
+                "seconds": round(seconds, 3),
+            },
+        )
+        log.info(
+            "evaluate: test split (%d examples) at step %d in %.2f s: %s",
+            overall["examples"],
+            global_step,
+            seconds,
+            _format(overall["metrics"]),
+        )
         if "confusion_matrix" in overall:
-            log.info("evaluate: confusion matrix (rows: true %s; columns: predicted): %s", classes,
-                     overall["confusion_matrix"])
+            log.info(
+                "evaluate: confusion matrix (rows: true %s; columns: predicted): %s",
+                classes,
+                overall["confusion_matrix"],
+            )
         return EvaluateResult(
-            metrics_uri=str(final / METRICS_FILE), metrics=headline(overall["metrics"]),
+            metrics_uri=str(final / METRICS_FILE),
+            metrics=headline(overall["metrics"]),
             examples=overall["examples"],
-            checkpoint=trained.checkpoint, seconds=round(seconds, 3),
+            checkpoint=trained.checkpoint,
+            seconds=round(seconds, 3),
         )
 
     return run_once(run_uri, EVALUATE.folder, EvaluateResult, produce)

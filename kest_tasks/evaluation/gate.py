@@ -4,11 +4,13 @@
 The champion (the model published as champion of this model name) is re-scored on this run's test split
 through its exported serving signature, with the code that scored the candidate, so the comparison is fair.
 """
+
 from __future__ import annotations
 
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,9 +62,18 @@ def check_changes(config: PipelineConfig, metrics: dict[str, float], champion: d
     for metric, threshold in sorted(config.gate.change.items()):
         value = _metric(metrics, metric, "change")
         baseline = _metric(champion, metric, "change")
-        checks.append(Check(metric=metric, kind="change", value=value, champion=baseline,
-                            direction=threshold.direction, absolute=threshold.absolute,
-                            relative=threshold.relative, passed=change_passes(threshold, value, baseline)))
+        checks.append(
+            Check(
+                metric=metric,
+                kind="change",
+                value=value,
+                champion=baseline,
+                direction=threshold.direction,
+                absolute=threshold.absolute,
+                relative=threshold.relative,
+                passed=change_passes(threshold, value, baseline),
+            )
+        )
     return checks
 
 
@@ -84,7 +95,7 @@ def score_saved_model(config: PipelineConfig, prepared: PrepareResult, saved_mod
         raise ChampionError(f"it needs features this dataset lacks: {', '.join(missing)}")
     output = "logits" if schema.label.kind == "classification" else "predictions"
 
-    def predict(features):
+    def predict(features: Any) -> Any:
         answer = signature(**{name: tf.cast(features[name], spec.dtype) for name, spec in inputs.items()})
         if output not in answer:
             raise ChampionError(f"its serving signature has no {output!r} output")
@@ -120,8 +131,12 @@ def gate(config: PipelineConfig, run_uri: str, evaluated: EvaluateResult, prepar
                 problems.append(f"champion {champion['version']} cannot be scored on this test split: {error}")
             else:
                 checks += check_changes(config, metrics, champion_score["metrics"])
-                champion_record = {"version": champion["version"], "model_uri": champion["model_uri"],
-                                   "metrics": champion_score["metrics"], "examples": champion_score["examples"]}
+                champion_record = {
+                    "version": champion["version"],
+                    "model_uri": champion["model_uri"],
+                    "metrics": champion_score["metrics"],
+                    "examples": champion_score["examples"],
+                }
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)  # only a download lands here; a local champion is read
         passed = all(check.passed for check in checks) and not problems
@@ -133,12 +148,23 @@ def gate(config: PipelineConfig, run_uri: str, evaluated: EvaluateResult, prepar
             reason = ("blessed: " if blessed else "not blessed: ") + details
         if champion is not None and champion_record is None:
             champion_record = {"version": champion["version"], "model_uri": champion["model_uri"]}
-        write_json_atomic(tmp / BLESSING_FILE, {
-            "blessed": blessed, "reason": reason, "mode": gate_config.mode,
-            "checks": [c.model_dump() for c in checks], "champion": champion_record,
-        })
+        write_json_atomic(
+            tmp / BLESSING_FILE,
+            {
+                "blessed": blessed,
+                "reason": reason,
+                "mode": gate_config.mode,
+                "checks": [c.model_dump() for c in checks],
+                "champion": champion_record,
+            },
+        )
         log.info("gate: %s (champion: %s)", reason, champion["version"] if champion else "none yet")
-        return GateResult(blessed=blessed, blessing_uri=str(final / BLESSING_FILE), checks=checks, reason=reason,
-                          champion_version=champion["version"] if champion else None)
+        return GateResult(
+            blessed=blessed,
+            blessing_uri=str(final / BLESSING_FILE),
+            checks=checks,
+            reason=reason,
+            champion_version=champion["version"] if champion else None,
+        )
 
     return run_once(run_uri, GATE.folder, GateResult, produce)

@@ -3,6 +3,7 @@
 The candidate (any trainer kind, in process) and the champion (through its exported SavedModel) are scored by
 the same code on the same rows, so the gate compares like with like.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,7 +61,7 @@ def classification_metrics(labels: np.ndarray, outputs: np.ndarray, classes: lis
     }
     confusion = np.zeros((count, count), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
-    per_class = {"precision": [], "recall": [], "f1": [], "auc": []}
+    per_class: dict[str, list[float]] = {"precision": [], "recall": [], "f1": [], "auc": []}
     for index, name in enumerate(classes):
         true_positive = confusion[index, index]
         precision = _ratio(true_positive, confusion[:, index].sum())
@@ -102,8 +103,14 @@ def score(labels: np.ndarray, outputs: np.ndarray, classes: list[str] | None) ->
     return {"metrics": regression_metrics(labels, outputs), "examples": len(labels)}
 
 
-def sliced_scores(labels: np.ndarray, outputs: np.ndarray, classes: list[str] | None,
-                  features: dict[str, np.ndarray], slice_by: list[str], max_values: int = 50) -> dict[str, dict]:
+def sliced_scores(
+    labels: np.ndarray,
+    outputs: np.ndarray,
+    classes: list[str] | None,
+    features: dict[str, np.ndarray],
+    slice_by: list[str],
+    max_values: int = 50,
+) -> dict[str, dict]:
     """Scores per value of each `slice_by` feature (`feature=value`), for features with at most `max_values`
     distinct values in these rows."""
     slices = {}

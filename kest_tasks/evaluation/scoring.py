@@ -1,9 +1,11 @@
 """Scoring a split with a model: the code evaluate scores the candidate with and the gate scores the champion
 with, so both are measured alike."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,32 +27,39 @@ class ScoredSplit:
         self.labels, self.outputs, self.features = labels, outputs, features
 
 
-def split_batches(config: PipelineConfig, prepared: PrepareResult, schema: Schema, split: str = "test"):
+def split_batches(config: PipelineConfig, prepared: PrepareResult, schema: Schema, split: str = "test") -> Any:
     """(raw features, label) batches of a split in file order, one pass."""
     return read_examples(prepared.files[split], schema, prepared.compression, config.evaluate.batch_size)
 
 
-def run_over_split(batches, keep: list[str], predict: Callable | None) -> ScoredSplit:
+def run_over_split(batches: Any, keep: list[str], predict: Callable | None) -> ScoredSplit:
     """Collect labels, `predict(features)` outputs (unless None) and the `keep` features over every batch."""
-    labels, outputs, kept = [], [], {name: [] for name in keep}
+    labels: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
+    kept: dict[str, list[np.ndarray]] = {name: [] for name in keep}
     for features, label in batches:
         labels.append(label.numpy())
         if predict is not None:
             outputs.append(np.asarray(predict(features)))
         for name in keep:
             kept[name].append(features[name].numpy())
-    return ScoredSplit(np.concatenate(labels), np.concatenate(outputs) if outputs else np.zeros(0),
-                       {name: np.concatenate(values) for name, values in kept.items()})
+    return ScoredSplit(
+        np.concatenate(labels),
+        np.concatenate(outputs) if outputs else np.zeros(0),
+        {name: np.concatenate(values) for name, values in kept.items()},
+    )
 
 
-def _estimator_outputs(config: PipelineConfig, prepared: PrepareResult, built: BuildResult, schema: Schema,
-                       checkpoint: str, model_dir: str) -> np.ndarray:
+def _estimator_outputs(
+    config: PipelineConfig, prepared: PrepareResult, built: BuildResult, schema: Schema, checkpoint: str, model_dir: str
+) -> np.ndarray:
     estimator = make_estimator(config, built, schema, model_dir)
 
-    def input_fn():
+    def input_fn() -> Any:
         tables = vocabulary_tables(built.input_plan)
         return split_batches(config, prepared, schema).map(
-            lambda features, label: to_model_inputs(features, built.input_plan, tables))
+            lambda features, label: to_model_inputs(features, built.input_plan, tables)
+        )
 
     batches = estimator.predict(input_fn, checkpoint_path=checkpoint, yield_single_examples=False)
     return np.concatenate([np.asarray(model_output(batch, built)) for batch in batches])
@@ -61,8 +70,9 @@ def _slice_keys(config: PipelineConfig, schema: Schema) -> dict[str, str]:
     return {name: schema.feature(name).key for name in config.evaluate.slice_by}
 
 
-def score_trained_model(config: PipelineConfig, prepared: PrepareResult, built: BuildResult, checkpoint: str,
-                        work: Path) -> ScoredSplit:
+def score_trained_model(
+    config: PipelineConfig, prepared: PrepareResult, built: BuildResult, checkpoint: str, work: Path
+) -> ScoredSplit:
     """The test split scored by the run's trained model at `checkpoint`: outputs in the label's units, and the
     slice_by features kept under their names in the data."""
     schema = Schema.of(prepared)
@@ -77,7 +87,6 @@ def score_trained_model(config: PipelineConfig, prepared: PrepareResult, built: 
     scored.outputs = to_label_units(scored.outputs, schema.label)
     scored.features = {name: scored.features[key] for name, key in keep.items()}
     return scored
-
 
 
 def all_metrics(evaluated: EvaluateResult) -> dict[str, float]:

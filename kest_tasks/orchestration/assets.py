@@ -1,5 +1,6 @@
 """What DAG files need at parse time, without TensorFlow or Airflow: the default config's path and the name of the
 Airflow Asset a model's published versions are announced on (`kest://<model_name>`)."""
+
 from __future__ import annotations
 
 import os

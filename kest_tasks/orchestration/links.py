@@ -3,6 +3,7 @@
 Airflow's UI only shows http(s) links, so a local folder is linked through a file server when one is set up
 (KEST_FILES_URL serving KEST_FILES_ROOT: the dev stack's `artifacts-browser`); otherwise it is a file:// URL,
 which the REST API returns and the UI leaves out."""
+
 from __future__ import annotations
 
 import os
@@ -17,12 +18,12 @@ def browse_url(uri: str, files_url: str | None = None, files_root: str | None = 
     """The Cloud console page of a gs:// folder; a local folder under the file server's root (KEST_FILES_URL,
     KEST_FILES_ROOT) on that server; any other local folder as a file:// URL."""
     if uri.startswith("gs://"):
-        return GCS_CONSOLE + quote(uri[len("gs://"):].rstrip("/"))
+        return GCS_CONSOLE + quote(uri[len("gs://") :].rstrip("/"))
     path = Path(uri).resolve()
     files_url = files_url or os.environ.get("KEST_FILES_URL")
     files_root = files_root or os.environ.get("KEST_FILES_ROOT")
     served = Path(files_root).resolve() if files_url and files_root else None
-    if served and path.is_relative_to(served):
+    if files_url and served and path.is_relative_to(served):
         return f"{files_url.rstrip('/')}/{quote(path.relative_to(served).as_posix())}/"
     return path.as_uri()
 

@@ -3,6 +3,7 @@
 The DAG runs the stages of `core.stages` one per task; `run_pipeline` runs them in one process, in the same order
 and under the same blessing rule.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,9 @@ from kest_tasks.core.stages import (
 log = logging.getLogger("kest")
 
 
-def configure(config_path: str | Path, overrides: dict[str, Any] | None, run_id: str,
-              run_uri: str | None = None) -> ConfigureResult:
+def configure(
+    config_path: str | Path, overrides: dict[str, Any] | None, run_id: str, run_uri: str | None = None
+) -> ConfigureResult:
     """Validate the config (file + overrides) and freeze it as `<run_uri>/config.json` for the later stages.
     `run_uri` defaults to `<artifact_root>/runs/<run_id>` (the DAG passes the same, from the plugin's macro).
 
@@ -86,8 +88,10 @@ def run_stage(name: str, run_uri: str) -> dict[str, Any]:
     """Run one stage of an existing run, its upstream results read from the run folder. Returns its result."""
     spec = stage(name)
     optional = optional_inputs(spec)
-    upstream = {argument: (stage(source).stored(run_uri) if argument in optional else stage(source).load(run_uri))
-                for argument, source in spec.inputs.items()}
+    upstream = {
+        argument: (stage(source).stored(run_uri) if argument in optional else stage(source).load(run_uri))
+        for argument, source in spec.inputs.items()
+    }
     return invoke(spec, run_uri, upstream).model_dump(mode="json")
 
 

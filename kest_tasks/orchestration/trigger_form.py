@@ -6,6 +6,7 @@ Plain dicts here, so kest_tasks stays free of Airflow; the DAG wraps each in an 
 them from form_fields.json (generated from the schema by `python -m kest_tasks.orchestration.trigger_form`; a
 test keeps the two equal), so parsing the DAG file does not build the pydantic models.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,20 +41,28 @@ def form_fields() -> dict[str, dict[str, Any]]:
 
     schema = PipelineConfig.model_json_schema()
     definitions = schema["$defs"]
-    places = [((name,), spec, "Run") for name, spec in schema["properties"].items()]
+    places: list[tuple[tuple[str, ...], Any, str]] = [
+        ((name,), spec, "Run") for name, spec in schema["properties"].items()
+    ]
     for section in SECTIONS:
         reference = schema["properties"][section]["$ref"].rsplit("/", 1)[-1]
-        places += [((section, name), spec, section.capitalize())
-                   for name, spec in definitions[reference]["properties"].items()]
+        places += [
+            ((section, name), spec, section.capitalize()) for name, spec in definitions[reference]["properties"].items()
+        ]
     fields = {}
     for path, spec, section in places:
         scalar = _scalar(spec)
         if scalar is None:
             continue
-        field = {"$schema": JSON_SCHEMA_DIALECT, "default": None, "type": ["null", scalar["type"]],
-                 "title": spec.get("title", path[-1]),
-                 "description": f"{spec.get('description', '')} Empty: the config file's value.".strip(),
-                 "section": section, "path": list(path)}
+        field = {
+            "$schema": JSON_SCHEMA_DIALECT,
+            "default": None,
+            "type": ["null", scalar["type"]],
+            "title": spec.get("title", path[-1]),
+            "description": f"{spec.get('description', '')} Empty: the config file's value.".strip(),
+            "section": section,
+            "path": list(path),
+        }
         field.update({key: scalar[key] for key in BOUNDS if key in scalar})
         if "enum" in field:
             field["enum"] = [None, *field["enum"]]

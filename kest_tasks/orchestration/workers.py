@@ -1,6 +1,7 @@
 """Where the train task runs: its Celery queue and pool, its timeout, and for KubernetesExecutor the pod it asks
 for (GPUs, image, node selector). One set of settings, read from the environment of the DAG processor and
 workers (KEST_TRAIN_*), so the DAG file needs no TensorFlow and no config file to place the task."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -14,8 +15,14 @@ from kest_tasks.core.errors import ConfigError
 
 # The NVIDIA device plugin's resource name, and the taint GPU node pools usually carry.
 GPU_RESOURCE = "nvidia.com/gpu"
-ENVIRONMENT = {"queue": "KEST_TRAIN_QUEUE", "pool": "KEST_TRAIN_POOL", "timeout_minutes": "KEST_TRAIN_TIMEOUT_MINUTES",
-               "gpus": "KEST_TRAIN_GPUS", "image": "KEST_TRAIN_IMAGE", "node_selector": "KEST_TRAIN_NODE_SELECTOR"}
+ENVIRONMENT = {
+    "queue": "KEST_TRAIN_QUEUE",
+    "pool": "KEST_TRAIN_POOL",
+    "timeout_minutes": "KEST_TRAIN_TIMEOUT_MINUTES",
+    "gpus": "KEST_TRAIN_GPUS",
+    "image": "KEST_TRAIN_IMAGE",
+    "node_selector": "KEST_TRAIN_NODE_SELECTOR",
+}
 
 
 class TrainWorkers(BaseModel):
@@ -34,8 +41,9 @@ class TrainWorkers(BaseModel):
         if "node_selector" in values:
             pairs = [pair.partition("=") for pair in values["node_selector"].split(",") if pair.strip()]
             if any(not sep or not key.strip() for key, sep, _ in pairs):
-                raise ConfigError(f"KEST_TRAIN_NODE_SELECTOR: expected label=value[,label=value], got "
-                                  f"{values['node_selector']!r}")
+                raise ConfigError(
+                    f"KEST_TRAIN_NODE_SELECTOR: expected label=value[,label=value], got {values['node_selector']!r}"
+                )
             values["node_selector"] = {key.strip(): value.strip() for key, _, value in pairs}
         try:
             return cls(**values)
@@ -52,11 +60,20 @@ class TrainWorkers(BaseModel):
         NVIDIA GPUs (and optionally another image), tolerating the GPU taint, on the selected nodes."""
         from kubernetes.client import models as k8s
 
-        container = k8s.V1Container(name="base", image=self.image, resources=k8s.V1ResourceRequirements(
-            limits={GPU_RESOURCE: str(self.gpus)}, requests={GPU_RESOURCE: str(self.gpus)}))
-        return k8s.V1Pod(spec=k8s.V1PodSpec(
-            containers=[container], node_selector=self.node_selector or None,
-            tolerations=[k8s.V1Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")]))
+        container = k8s.V1Container(
+            name="base",
+            image=self.image,
+            resources=k8s.V1ResourceRequirements(
+                limits={GPU_RESOURCE: str(self.gpus)}, requests={GPU_RESOURCE: str(self.gpus)}
+            ),
+        )
+        return k8s.V1Pod(
+            spec=k8s.V1PodSpec(
+                containers=[container],
+                node_selector=self.node_selector or None,
+                tolerations=[k8s.V1Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")],
+            )
+        )
 
     def executor_config(self) -> dict[str, Any]:
         """The train task's executor_config: a GPU pod_override when GPUs are asked for, else nothing (the

@@ -1,6 +1,7 @@
 """A model's champion: `<export_root>/<model_name>/champion.json` names the published version that is champion;
 `<model_name>/champions/<version>.json` keeps every version that became champion (append-only, one object each,
 so it works the same on GCS). Publish writes them; warm start and the gate read them."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,6 +6,7 @@ locally; `if_generation_match` on GCS). Credentials come from the standard Googl
 `STORAGE_EMULATOR_HOST` is honoured by google-cloud-storage itself. Errors name the object's URI, never a
 credential, token or signed URL.
 """
+
 from __future__ import annotations
 
 import base64
@@ -72,7 +73,7 @@ def _already_published(store: Store, prefix: str, last: str, record: dict) -> bo
 
 class LocalStore(Store):
     def __init__(self, root: str) -> None:
-        self.root = root[len("file://"):] if root.startswith("file://") else root
+        self.root = root[len("file://") :] if root.startswith("file://") else root
         self.path = Path(self.root)
 
     def exists(self, key: str) -> bool:
@@ -134,7 +135,7 @@ def _crc32c(path: Path) -> str:
 
 
 @functools.cache
-def _client(storage, project: str | None, emulator: str | None):
+def _client(storage: Any, project: str | None, emulator: str | None) -> Any:
     """One storage client (credentials, HTTP session) per project and endpoint for the whole process: a stage
     opens the store several times (gate: champion pointer, then its model). The emulator address is part of the
     key so a process that switches endpoints gets a client for the new one."""
@@ -147,7 +148,7 @@ class GcsStore(Store):
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         self.root = root.rstrip("/")
-        bucket, _, self.prefix = self.root[len("gs://"):].partition("/")
+        bucket, _, self.prefix = self.root[len("gs://") :].partition("/")
         with self._errors(self.root):
             emulator = os.environ.get("STORAGE_EMULATOR_HOST")
             project = os.environ.get("GOOGLE_CLOUD_PROJECT") or ("kest" if emulator else None)
@@ -165,8 +166,11 @@ class GcsStore(Store):
 
         try:
             yield
-        except (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError,
-                http_exceptions.RequestException) as error:
+        except (
+            api_exceptions.GoogleAPIError,
+            auth_exceptions.GoogleAuthError,
+            http_exceptions.RequestException,
+        ) as error:
             raise StoreError(f"{where}: {type(error).__name__}: {_summary(error)}") from None
 
     def exists(self, key: str) -> bool:
@@ -187,8 +191,10 @@ class GcsStore(Store):
         with self._errors(self.uri(key)):
             try:
                 self.bucket.blob(self._name(key)).upload_from_string(
-                    json.dumps(value, indent=2, sort_keys=True), content_type="application/json",
-                    if_generation_match=if_token or 0, retry=self.retry,
+                    json.dumps(value, indent=2, sort_keys=True),
+                    content_type="application/json",
+                    if_generation_match=if_token or 0,
+                    retry=self.retry,
                 )
             except PreconditionFailed:
                 return False
@@ -196,7 +202,7 @@ class GcsStore(Store):
 
     def _objects(self, prefix: str) -> dict[str, Any]:
         name = self._name(prefix) + "/"
-        return {blob.name[len(name):]: blob for blob in self.bucket.list_blobs(prefix=name, retry=self.retry)}
+        return {blob.name[len(name) :]: blob for blob in self.bucket.list_blobs(prefix=name, retry=self.retry)}
 
     def _check(self, objects: dict[str, Any], expected: dict[str, str], where: str) -> None:
         if sorted(objects) != sorted(expected):
@@ -221,14 +227,20 @@ class GcsStore(Store):
             try:
                 for relative in order:
                     self.bucket.blob(self._name(f"{staging}/{relative}")).upload_from_filename(
-                        str(files[relative]), checksum="crc32c", if_generation_match=0, retry=self.retry)
+                        str(files[relative]), checksum="crc32c", if_generation_match=0, retry=self.retry
+                    )
                 staged = self._objects(staging)
                 self._check(staged, expected, self.uri(staging))
                 for stale in self._objects(prefix).values():  # a promotion cut short earlier, never published
                     stale.delete(retry=self.retry)
                 for relative in order:
-                    self.bucket.copy_blob(staged[relative], self.bucket, self._name(f"{prefix}/{relative}"),
-                                          if_generation_match=0, retry=self.retry)
+                    self.bucket.copy_blob(
+                        staged[relative],
+                        self.bucket,
+                        self._name(f"{prefix}/{relative}"),
+                        if_generation_match=0,
+                        retry=self.retry,
+                    )
                 self._check(self._objects(prefix), expected, self.uri(prefix))
             finally:
                 shutil.rmtree(staging_dir, ignore_errors=True)

@@ -5,6 +5,7 @@ The export root is a local folder or `gs://bucket/prefix` (kest_tasks.registry.m
 pointer moves by compare-and-swap, and only from the champion the gate compared against: of two concurrent
 publishes that both beat the same champion, one becomes champion and the other stays published without it.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -48,8 +49,10 @@ def claim_champion(store: Store, model_name: str, pointer: dict, expected: str |
     if store.exists(history_key(model_name, version)):
         return False, f"{version} was champion once and was replaced by {current_version}; not moving back"
     if current_version != expected:
-        return False, (f"the champion changed to {current_version} after the gate compared against {expected}; "
-                       "re-run the gate to compare against it")
+        return False, (
+            f"the champion changed to {current_version} after the gate compared against {expected}; "
+            "re-run the gate to compare against it"
+        )
     if not store.put_json(champion_key(model_name), pointer, if_token=token):
         latest = (store.read_json(champion_key(model_name))[0] or {}).get("version")
         return False, f"another publish made {latest} champion first"
@@ -59,7 +62,11 @@ def claim_champion(store: Store, model_name: str, pointer: dict, expected: str |
 
 @stage_function
 def publish(
-    config: PipelineConfig, run_uri: str, exported: ExportResult, blessing: GateResult, evaluated: EvaluateResult,
+    config: PipelineConfig,
+    run_uri: str,
+    exported: ExportResult,
+    blessing: GateResult,
+    evaluated: EvaluateResult,
     reported: ReportResult,
 ) -> PublishResult:
     """Publish a blessed export and make it champion if the champion is still the one it beat. Raises
@@ -71,23 +78,37 @@ def publish(
     try:
         store = store_for(config)
         report = Path(reported.report_uri)
-        files = store.publish_tree(Path(exported.saved_model_uri), version_key(config.model_name, version),
-                                   last=SAVED_MODEL_FILE, record={"run_uri": run_uri, "version": version,
-                                                                  "metrics": metrics},
-                                   extra={REPORT_FILE: report} if report.exists() else {})
+        files = store.publish_tree(
+            Path(exported.saved_model_uri),
+            version_key(config.model_name, version),
+            last=SAVED_MODEL_FILE,
+            record={"run_uri": run_uri, "version": version, "metrics": metrics},
+            extra={REPORT_FILE: report} if report.exists() else {},
+        )
         model_uri = store.uri(version_key(config.model_name, version))
-        pointer = {"version": version, "model_uri": model_uri, "metrics": metrics, "run_uri": run_uri,
-                   "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        pointer = {
+            "version": version,
+            "model_uri": model_uri,
+            "metrics": metrics,
+            "run_uri": run_uri,
+            "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
         champion, note = claim_champion(store, config.model_name, pointer, blessing.champion_version)
     except StoreError as error:
         raise PublishError(f"publishing {config.model_name} {version} failed: {error}") from None
     if champion:
-        log.info("publish: %s → %s (%d files); champion is now %s", exported.saved_model_uri, model_uri, files,
-                 version)
+        log.info("publish: %s → %s (%d files); champion is now %s", exported.saved_model_uri, model_uri, files, version)
     else:
-        log.warning("publish: %s → %s (%d files); not made champion: %s", exported.saved_model_uri, model_uri,
-                    files, note)
-    result = PublishResult(model_uri=model_uri, version=version, files=files, champion=champion, champion_note=note,
-                           champion_uri=store.uri(champion_key(config.model_name)))
+        log.warning(
+            "publish: %s → %s (%d files); not made champion: %s", exported.saved_model_uri, model_uri, files, note
+        )
+    result = PublishResult(
+        model_uri=model_uri,
+        version=version,
+        files=files,
+        champion=champion,
+        champion_note=note,
+        champion_uri=store.uri(champion_key(config.model_name)),
+    )
     write_json_atomic(RunLayout(run_uri).result_file(PUBLISH.folder), result.model_dump(mode="json"))
     return result

@@ -2,13 +2,16 @@
 confusion matrix or residual plot, the gate's table (candidate vs champion vs thresholds), where the model
 went. Plots are matplotlib PNGs embedded as data URIs, so the file stands alone; publish puts it beside the model.
 """
+
 from __future__ import annotations
 
 import base64
 import html
 import io
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,15 +71,18 @@ def training_curves(model_dir: Path, checkpoint_steps: int) -> tuple[dict, dict]
     native_train = read_scalars(model_dir / NATIVE_TRAIN_EVENTS_FOLDER)
     native_eval = read_scalars(model_dir / NATIVE_VALIDATION_EVENTS_FOLDER)
     if native_train or native_eval:  # Keras writes epoch summaries by epoch: one epoch is checkpoint_steps long
-        train = {tag[len("batch_"):]: points for tag, points in native_train.items() if tag.startswith("batch_")}
-        evaluation = {tag[len("epoch_"):]: [((epoch + 1) * checkpoint_steps, value) for epoch, value in points]
-                      for tag, points in native_eval.items() if tag.startswith("epoch_")}
+        train = {tag[len("batch_") :]: points for tag, points in native_train.items() if tag.startswith("batch_")}
+        evaluation = {
+            tag[len("epoch_") :]: [((epoch + 1) * checkpoint_steps, value) for epoch, value in points]
+            for tag, points in native_eval.items()
+            if tag.startswith("epoch_")
+        }
     # model_to_estimator's training loss is written as `loss_1` (its graph already has a `loss`)
     loss = train.get("loss") or train.get("loss_1")
     return ({"loss": loss} if loss else {}), evaluation
 
 
-def _png(figure) -> str:
+def _png(figure: Any) -> str:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -114,8 +120,9 @@ def _confusion_plot(confusion: list[list[int]], classes: list[str]) -> str:
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     for (row, column), count in np.ndenumerate(matrix):
-        axis.text(column, row, str(count), ha="center", va="center",
-                  color="white" if count > matrix.max() / 2 else "black")
+        axis.text(
+            column, row, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black"
+        )
     axis.set_title("confusion matrix (test split)")
     return _png(figure)
 
@@ -132,13 +139,13 @@ def _residual_plot(labels: np.ndarray, predictions: np.ndarray) -> str:
     return _png(figure)
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def _table(header: list[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(cell))}</td>" for cell in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _cell(value) -> str:
+def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "" if value is None else str(value)
@@ -147,8 +154,16 @@ def _cell(value) -> str:
 def _gate_rows(checks: list[Check]) -> list[list]:
     rows = []
     for check in checks:
-        rows.append([check.metric, check.kind, check.value, check.champion, check.needs("≥", "≤"),
-                     "pass" if check.passed else "FAIL"])
+        rows.append(
+            [
+                check.metric,
+                check.kind,
+                check.value,
+                check.champion,
+                check.needs("≥", "≤"),
+                "pass" if check.passed else "FAIL",
+            ]
+        )
     return rows
 
 
@@ -162,8 +177,15 @@ def _destination(config: PipelineConfig, run_uri: str, blessing: GateResult, exp
 
 
 @stage_function
-def report(config: PipelineConfig, run_uri: str, prepared: PrepareResult, trained: TrainResult,
-           evaluated: EvaluateResult, blessing: GateResult, exported: ExportResult | None = None) -> ReportResult:
+def report(
+    config: PipelineConfig,
+    run_uri: str,
+    prepared: PrepareResult,
+    trained: TrainResult,
+    evaluated: EvaluateResult,
+    blessing: GateResult,
+    exported: ExportResult | None = None,
+) -> ReportResult:
     """Write `<run_uri>/report/report.html` (for blessed and unblessed runs; `exported` is None when the gate did
     not bless the model)."""
     import matplotlib
@@ -182,37 +204,66 @@ def report(config: PipelineConfig, run_uri: str, prepared: PrepareResult, traine
         if metrics.get("confusion_matrix"):
             plots.append(("Confusion matrix", _confusion_plot(metrics["confusion_matrix"], metrics["classes"])))
         else:
-            plots.append(("Residuals", _residual_plot(predictions["labels"],
-                                                      np.asarray(predictions["outputs"]).reshape(-1))))
+            plots.append(
+                ("Residuals", _residual_plot(predictions["labels"], np.asarray(predictions["outputs"]).reshape(-1)))
+            )
         feature_rows = []
         for feature in schema["features"]:
             column = stats.get(feature["name"], {})
             fill = feature.get("fill")
-            feature_rows.append([feature["name"], feature.get("tf_name") or feature["name"], feature["type"],
-                                 column.get("missing"), '"" (token)' if fill == "" else fill, feature.get("mean"),
-                                 feature.get("std"), len(feature.get("vocabulary") or []) or None])
+            feature_rows.append(
+                [
+                    feature["name"],
+                    feature.get("tf_name") or feature["name"],
+                    feature["type"],
+                    column.get("missing"),
+                    '"" (token)' if fill == "" else fill,
+                    feature.get("mean"),
+                    feature.get("std"),
+                    len(feature.get("vocabulary") or []) or None,
+                ]
+            )
         export_line = ""
         if exported is not None:
-            export_line = (f"<p>Infra validation: signatures {', '.join(exported.signatures)}; loaded in "
-                           f"{exported.load_seconds:.2f} s in a fresh process; single-row latency p50 "
-                           f"{exported.latency_ms_p50:.2f} ms, p99 {exported.latency_ms_p99:.2f} ms.</p>")
+            export_line = (
+                f"<p>Infra validation: signatures {', '.join(exported.signatures)}; loaded in "
+                f"{exported.load_seconds:.2f} s in a fresh process; single-row latency p50 "
+                f"{exported.latency_ms_p50:.2f} ms, p99 {exported.latency_ms_p99:.2f} ms.</p>"
+            )
         sections = [
             f"<h1>kest run report: {html.escape(config.model_name)}</h1>",
-            f"<p>Run folder {html.escape(run_uri)}; trainer {config.trainer.kind}, {trained.global_step} steps."
-            f"</p>",
+            f"<p>Run folder {html.escape(run_uri)}; trainer {config.trainer.kind}, {trained.global_step} steps.</p>",
             "<h2>Data</h2>",
             _table(["split", "rows"], sorted(prepared.split_rows.items())),
-            _table(["feature", "TensorFlow name", "type", "missing", "missing → (all signatures)", "train mean",
-                    "train std", "vocabulary"], feature_rows),
+            _table(
+                [
+                    "feature",
+                    "TensorFlow name",
+                    "type",
+                    "missing",
+                    "missing → (all signatures)",
+                    "train mean",
+                    "train std",
+                    "vocabulary",
+                ],
+                feature_rows,
+            ),
             "<p>Models and the <code>serving_default</code> signature take features by their TensorFlow name "
             "(numbers as float32; NaN is a missing value); <code>predict_examples</code> takes tf.Examples keyed by "
             "the feature names.</p>",
             f"<p>Label {html.escape(schema['label']['name'])} ({schema['label']['kind']}"
-            + (f"; classes {html.escape(', '.join(schema['label']['classes']))}" if schema["label"].get("classes")
-               else "")
-            + (f"; trained on (label − {schema['label']['mean']:.4g}) / {schema['label']['std']:.4g}, the training "
-               "split's mean and std; predictions are in the label's units"
-               if schema["label"]["kind"] == "regression" and schema["label"].get("std") else "") + ").</p>",
+            + (
+                f"; classes {html.escape(', '.join(schema['label']['classes']))}"
+                if schema["label"].get("classes")
+                else ""
+            )
+            + (
+                f"; trained on (label − {schema['label']['mean']:.4g}) / {schema['label']['std']:.4g}, the training "
+                "split's mean and std; predictions are in the label's units"
+                if schema["label"]["kind"] == "regression" and schema["label"].get("std")
+                else ""
+            )
+            + ").</p>",
             "<h2>Test metrics</h2>",
             _table(["metric", "value"], sorted(headline(metrics["metrics"]).items())),
             "<h2>Gate</h2>",
@@ -225,11 +276,15 @@ def report(config: PipelineConfig, run_uri: str, prepared: PrepareResult, traine
         ]
         for title, image in plots:
             sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{image}'>")
-        style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:"
-                 "collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-                 "img{max-width:100%}")
-        document = (f"<!doctype html><html><head><meta charset='utf-8'><title>kest report {html.escape(run_uri)}"
-                    f"</title><style>{style}</style></head><body>{''.join(sections)}</body></html>")
+        style = (
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:"
+            "collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+            "img{max-width:100%}"
+        )
+        document = (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>kest report {html.escape(run_uri)}"
+            f"</title><style>{style}</style></head><body>{''.join(sections)}</body></html>"
+        )
         (tmp / REPORT_FILE).write_text(document)
         log.info("report: %s (%d plots)", final / REPORT_FILE, len(plots))
         return ReportResult(report_uri=str(final / REPORT_FILE), plots=len(plots))

@@ -8,17 +8,19 @@ the raw features, `predict_examples` the serialized examples (when the request h
 single-row requests to `serving_default`. Besides TensorFlow it imports only kest's quiet importer (tfenv), never
 the code that built or trained the model, so it proves the exported model answers on its own.
 """
+
 from __future__ import annotations
 
 import base64
 import json
 import sys
 import time
+from typing import Any
 
 LATENCY_QUERIES = 100
 
 
-def _call(signature, tf, values: dict[str, list]):
+def _call(signature: Any, tf: Any, values: dict[str, list]) -> Any:
     tensors = {}
     for name, spec in signature.structured_input_signature[1].items():
         if name not in values:
@@ -46,20 +48,22 @@ def query(saved_model_dir: str, inputs: dict[str, list], examples: list[str] | N
     timings = []
     for query_index in range(LATENCY_QUERIES):
         row = query_index % rows
-        one = {name: values[row:row + 1] for name, values in inputs.items()}
+        one = {name: values[row : row + 1] for name, values in inputs.items()}
         began = time.perf_counter()
         _call(serving, tf, one)
         timings.append((time.perf_counter() - began) * 1000)
     return {
-        "outputs": {signature: {name: to_plain_list(value.numpy()) for name, value in outputs.items()}
-                    for signature, outputs in answers.items()},
+        "outputs": {
+            signature: {name: to_plain_list(value.numpy()) for name, value in outputs.items()}
+            for signature, outputs in answers.items()
+        },
         "signatures": sorted(loaded.signatures.keys()),
         "load_seconds": load_seconds,
         "latency_ms": {"p50": float(np.percentile(timings, 50)), "p99": float(np.percentile(timings, 99))},
     }
 
 
-def to_plain_list(array) -> list:
+def to_plain_list(array: Any) -> list:
     """A numpy array as JSON-ready lists (bytes decoded to str)."""
     if array.dtype.kind in "SO":
         return [item.decode() if isinstance(item, bytes) else item for item in array.tolist()]

@@ -1,5 +1,6 @@
 """Infra validation: the exported SavedModel must load in a fresh Python process and answer test rows through every
 signature exactly as the trained model did in process (the child program is serving.infra_check)."""
+
 from __future__ import annotations
 
 import base64
@@ -9,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from kest_tasks.core.errors import KestError
 
@@ -29,18 +31,29 @@ class FreshProcess:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kest_tasks.serving.infra_check"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            [sys.executable, "-m", "kest_tasks.serving.infra_check"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
 
     def query(self, saved_model_dir: Path, inputs: dict[str, list], examples: list[bytes] | None = None) -> dict:
-        request = json.dumps({"saved_model_dir": str(saved_model_dir), "inputs": inputs,
-                              "examples": [base64.b64encode(e).decode() for e in examples or []]})
+        request = json.dumps(
+            {
+                "saved_model_dir": str(saved_model_dir),
+                "inputs": inputs,
+                "examples": [base64.b64encode(e).decode() for e in examples or []],
+            }
+        )
         try:
             out, err = self.process.communicate(request, timeout=QUERY_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.close()
-            raise ExportError(f"exported model {saved_model_dir}: the fresh process did not answer within "
-                              f"{QUERY_TIMEOUT} s") from None
+            raise ExportError(
+                f"exported model {saved_model_dir}: the fresh process did not answer within {QUERY_TIMEOUT} s"
+            ) from None
         if self.process.returncode != 0:
             last = (err.strip().splitlines() or ["no output"])[-1]
             raise ExportError(f"exported model {saved_model_dir} failed to load or answer in a fresh process: {last}")
@@ -54,19 +67,23 @@ class FreshProcess:
     def __enter__(self) -> FreshProcess:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
 
-def query_in_fresh_process(saved_model_dir: Path, inputs: dict[str, list], examples: list[bytes] | None = None
-                           ) -> dict:
+def query_in_fresh_process(saved_model_dir: Path, inputs: dict[str, list], examples: list[bytes] | None = None) -> dict:
     """Query every signature of the SavedModel in a new Python process."""
     with FreshProcess() as process:
         return process.query(saved_model_dir, inputs, examples)
 
 
-def infra_validate(saved_model_dir: Path, rows: dict[str, list], examples: list[bytes],
-                   expected: dict[str, list], process: FreshProcess | None = None) -> dict:
+def infra_validate(
+    saved_model_dir: Path,
+    rows: dict[str, list],
+    examples: list[bytes],
+    expected: dict[str, list],
+    process: FreshProcess | None = None,
+) -> dict:
     """Load the SavedModel in a fresh process (`process`, if started already), query both signatures with the same
     test rows and require the in-process predictions from each; return the fresh process's answer (load time,
     latency)."""
@@ -93,9 +110,7 @@ def _compare(expected: dict[str, list], answered: dict[str, list], saved_model_d
                 raise ExportError(f"{where}: output {name!r} differs from the trained model: {have} != {want}")
 
 
-def _close(want, have) -> bool:
+def _close(want: Any, have: Any) -> bool:
     if isinstance(want, list):
         return len(want) == len(have) and all(_close(w, h) for w, h in zip(want, have))
     return math.isclose(want, have, rel_tol=1e-4, abs_tol=1e-5)
-
-

@@ -3,6 +3,7 @@
 HDF5, because `model_to_estimator(keras_model_path=...)` accepts nothing else, and the saved file carries the
 compiled optimizer and loss the Estimator needs.
 """
+
 from __future__ import annotations
 
 import io
@@ -41,20 +42,22 @@ def register_builder(name: str) -> Callable[[Builder], Builder]:
 
 
 @register_builder("iris")
-def iris_mlp(schema: Schema, config: PipelineConfig):
+def iris_mlp(schema: Schema, config: PipelineConfig) -> Any:
     """The TensorFlow tutorial's Iris model: Dense(16, relu) → Dropout(0.2) → Dense(classes) logits."""
     tf = import_tensorflow()
     if schema.label.kind != "classification":
         raise ConfigError("model.builder 'iris' needs a classification label; the dataset's label is regression")
-    return tf.keras.models.Sequential([
-        tf.keras.layers.Dense(16, activation="relu", input_shape=(len(schema.numeric_feature_names),)),
-        tf.keras.layers.Dropout(0.2),
-        tf.keras.layers.Dense(schema.num_classes),
-    ])
+    return tf.keras.models.Sequential(
+        [
+            tf.keras.layers.Dense(16, activation="relu", input_shape=(len(schema.numeric_feature_names),)),
+            tf.keras.layers.Dropout(0.2),
+            tf.keras.layers.Dense(schema.num_classes),
+        ]
+    )
 
 
 @register_builder("tabular")
-def tabular_mlp(schema: Schema, config: PipelineConfig):
+def tabular_mlp(schema: Schema, config: PipelineConfig) -> Any:
     """An MLP for tabular data sized from the schema: one named input per feature, numeric features normalised
     with the training statistics, string features one-hot over their vocabulary (plus one unknown slot).
 
@@ -65,7 +68,7 @@ def tabular_mlp(schema: Schema, config: PipelineConfig):
     """
     tf = import_tensorflow()
     dropout = 0.5 if schema.rows < SMALL_DATA_ROWS else 0.1
-    params = {"hidden_units": [64, 32], "dropout": dropout, "linear": True} | config.model.params
+    params: dict[str, Any] = {"hidden_units": [64, 32], "dropout": dropout, "linear": True} | config.model.params
     inputs, encoded = [], []
     for feature in schema.features:
         if feature.type == "string":
@@ -92,7 +95,7 @@ def tabular_mlp(schema: Schema, config: PipelineConfig):
     return tf.keras.Model(inputs, tf.keras.layers.Add(name="output")([deep, wide]))
 
 
-def compile_model(model, schema: Schema, config: PipelineConfig) -> list[str]:
+def compile_model(model: Any, schema: Schema, config: PipelineConfig) -> list[str]:
     """Compile with Adam and the label kind's loss; return the names of the metrics evaluation reports."""
     tf = import_tensorflow()
     # The Estimator only takes legacy optimizers (it converts others, with a warning per run).
@@ -108,11 +111,11 @@ def compile_model(model, schema: Schema, config: PipelineConfig) -> list[str]:
     return ["loss"] + [metric.name for metric in metrics]
 
 
-def model_input_specs(model) -> list[InputSpec]:
+def model_input_specs(model: Any) -> list[InputSpec]:
     return [InputSpec(name=name, shape=list(tensor.shape)) for name, tensor in zip(model.input_names, model.inputs)]
 
 
-def _explicit_accuracy(model, schema: Schema) -> list[str]:
+def _explicit_accuracy(model: Any, schema: Schema) -> list[str]:
     """Recompile a user's model with the string metric "accuracy" made SparseCategoricalAccuracy.
 
     Reloaded from HDF5 inside model_to_estimator, the string resolves to categorical accuracy against the
@@ -121,8 +124,10 @@ def _explicit_accuracy(model, schema: Schema) -> list[str]:
     tf = import_tensorflow()
     metrics = list(model.compiled_metrics._user_metrics or [])
     if schema.label.kind == "classification" and any(m in ("accuracy", "acc") for m in metrics):
-        metrics = [tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy") if m in ("accuracy", "acc") else m
-                   for m in metrics]
+        metrics = [
+            tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy") if m in ("accuracy", "acc") else m
+            for m in metrics
+        ]
         model.compile(optimizer=model.optimizer, loss=model.loss, metrics=metrics)
     return ["loss"] + [getattr(m, "name", str(m)) for m in metrics]
 
@@ -130,9 +135,12 @@ def _explicit_accuracy(model, schema: Schema) -> list[str]:
 def _describe_estimator(config: PipelineConfig, schema: Schema, tmp: Path, final: Path) -> BuildResult:
     """Premade and model_fn Estimators are built by the train stage; record what will be built."""
     trainer = config.trainer
-    description = {"kind": trainer.kind, "premade": trainer.premade.model_dump() if trainer.kind == "premade" else None,
-                   "model_fn": trainer.model_fn}
-    if trainer.kind == "model_fn":  # fail here, not an hour into training, if the model_fn cannot be found
+    description = {
+        "kind": trainer.kind,
+        "premade": trainer.premade.model_dump() if trainer.kind == "premade" else None,
+        "model_fn": trainer.model_fn,
+    }
+    if trainer.kind == "model_fn" and trainer.model_fn:  # fail here, not an hour into training, if it is missing
         import_function(trainer.model_fn, config.model.code_dir, "trainer.model_fn")
     write_json_atomic(tmp / ESTIMATOR_FILE, description)
     classify = schema.label.kind == "classification"
@@ -140,8 +148,13 @@ def _describe_estimator(config: PipelineConfig, schema: Schema, tmp: Path, final
     if trainer.kind == "model_fn":
         metric_names = ["loss"]
     log.info("build: %s Estimator %s", trainer.kind, description)
-    return BuildResult(model_uri=str(final / ESTIMATOR_FILE), input_plan=raw_plan(schema), output_names=[],
-                       parameters=0, metric_names=metric_names)
+    return BuildResult(
+        model_uri=str(final / ESTIMATOR_FILE),
+        input_plan=raw_plan(schema),
+        output_names=[],
+        parameters=0,
+        metric_names=metric_names,
+    )
 
 
 @stage_function
@@ -155,8 +168,9 @@ def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> Buil
     schema = Schema.of(prepared)
     class_weights(config, schema)  # a class_weight that cannot apply fails here, before any training
     if config.trainer.kind not in KERAS_KINDS:
-        return run_once(run_uri, BUILD.folder, BuildResult,
-                        lambda tmp, final: _describe_estimator(config, schema, tmp, final))
+        return run_once(
+            run_uri, BUILD.folder, BuildResult, lambda tmp, final: _describe_estimator(config, schema, tmp, final)
+        )
     user_builder = ":" in config.model.builder
     if user_builder:
         builder = import_function(config.model.builder, config.model.code_dir, "model.builder")
@@ -174,12 +188,15 @@ def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> Buil
         tf.keras.utils.set_random_seed(config.seed)
         model = builder(schema, config.model_copy(deep=True))
         if not isinstance(model, tf.keras.Model):
-            raise ConfigError(f"model.builder {config.model.builder!r} returned {type(model).__name__}, "
-                              "not a keras.Model")
+            raise ConfigError(
+                f"model.builder {config.model.builder!r} returned {type(model).__name__}, not a keras.Model"
+            )
         if user_builder:
             if getattr(model, "optimizer", None) is None:
-                raise ConfigError(f"model.builder {config.model.builder!r} returned an uncompiled model: call "
-                                  "model.compile(optimizer=..., loss=..., metrics=[...]) before returning it")
+                raise ConfigError(
+                    f"model.builder {config.model.builder!r} returned an uncompiled model: call "
+                    "model.compile(optimizer=..., loss=..., metrics=[...]) before returning it"
+                )
             metric_names = _explicit_accuracy(model, schema)
         else:
             metric_names = compile_model(model, schema, config)
@@ -188,8 +205,13 @@ def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> Buil
         summary = io.StringIO()
         model.summary(print_fn=lambda line: summary.write(line + "\n"))
         (tmp / MODEL_SUMMARY_FILE).write_text(summary.getvalue())
-        log.info("build: %s model, %d parameters, inputs fed %s\n%s",
-                 config.model.builder, model.count_params(), plan.mode, summary.getvalue())
+        log.info(
+            "build: %s model, %d parameters, inputs fed %s\n%s",
+            config.model.builder,
+            model.count_params(),
+            plan.mode,
+            summary.getvalue(),
+        )
         return BuildResult(
             model_uri=str(final / KERAS_MODEL_FILE),
             input_plan=plan,

@@ -2,6 +2,7 @@
 
 Train, evaluate and export all call `make_estimator`, so the three stages always agree on the model.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ def cluster_task() -> dict | None:
     return {"type": kind, "index": index, "chief": chief}
 
 
-def distribution_strategy(config: PipelineConfig):
+def distribution_strategy(config: PipelineConfig) -> Any:
     """The tf.distribute strategy for trainer.distribution, or None.
 
     multi_worker must be created before TensorFlow runs any other op in the process ("Collective ops must be
@@ -52,12 +53,14 @@ def distribution_strategy(config: PipelineConfig):
         try:
             return tf.distribute.experimental.MultiWorkerMirroredStrategy()
         except RuntimeError as error:
-            raise ConfigError(f"trainer.distribution 'multi_worker': {error}; start training in a fresh process "
-                              "(python -m kest_tasks stage train) so the strategy is created first") from None
+            raise ConfigError(
+                f"trainer.distribution 'multi_worker': {error}; start training in a fresh process "
+                "(python -m kest_tasks stage train) so the strategy is created first"
+            ) from None
     return tf.compat.v1.distribute.experimental.ParameterServerStrategy()
 
 
-def run_config(config: PipelineConfig, model_dir: str, distributed: bool = False):
+def run_config(config: PipelineConfig, model_dir: str, distributed: bool = False) -> Any:
     """RunConfig for the run; with `distributed`, training uses trainer.distribution's strategy."""
     tf = import_tensorflow()
     trainer = config.trainer
@@ -73,8 +76,7 @@ def run_config(config: PipelineConfig, model_dir: str, distributed: bool = False
     )
 
 
-
-def _normalizer(mean: float, std: float):
+def _normalizer(mean: float, std: float) -> Any:
     scale = std or 1.0
     return lambda x: (x - mean) / scale
 
@@ -92,19 +94,22 @@ def feature_columns(schema: Schema, style: str, embedding_dim: int = 8) -> list[
             )
             columns.append(fc.embedding_column(categorical, embedding_dim) if style == "dnn" else categorical)
         else:
-            columns.append(fc.numeric_column(feature.key, normalizer_fn=_normalizer(feature.mean or 0.0,
-                                                                                     feature.std or 1.0)))
+            columns.append(
+                fc.numeric_column(feature.key, normalizer_fn=_normalizer(feature.mean or 0.0, feature.std or 1.0))
+            )
     return columns
 
 
-def premade_estimator(config: PipelineConfig, schema: Schema, estimator_config, warm_start_from=None):
+def premade_estimator(
+    config: PipelineConfig, schema: Schema, estimator_config: Any, warm_start_from: Any = None
+) -> Any:
     tf = import_tensorflow()
     premade = config.trainer.premade
     classify = schema.label.kind == "classification"
     head = {"n_classes": schema.num_classes} if classify else {}
     learning_rate = config.model.learning_rate
 
-    def adam():
+    def adam() -> Any:
         return tf.keras.optimizers.legacy.Adam(learning_rate=learning_rate)
 
     weighted = {"weight_column": WEIGHT_KEY} if class_weights(config, schema) else {}
@@ -114,19 +119,29 @@ def premade_estimator(config: PipelineConfig, schema: Schema, estimator_config, 
         return kind(feature_columns=feature_columns(schema, "linear"), optimizer=adam, **common)
     if premade.type == "dnn":
         kind = tf.estimator.DNNClassifier if classify else tf.estimator.DNNRegressor
-        return kind(hidden_units=premade.hidden_units, optimizer=adam,
-                    feature_columns=feature_columns(schema, "dnn", premade.embedding_dim), **common)
+        return kind(
+            hidden_units=premade.hidden_units,
+            optimizer=adam,
+            feature_columns=feature_columns(schema, "dnn", premade.embedding_dim),
+            **common,
+        )
     if premade.type == "dnn_linear":
         kind = tf.estimator.DNNLinearCombinedClassifier if classify else tf.estimator.DNNLinearCombinedRegressor
-        return kind(linear_feature_columns=feature_columns(schema, "linear"), dnn_optimizer=adam,
-                    dnn_feature_columns=feature_columns(schema, "dnn", premade.embedding_dim),
-                    dnn_hidden_units=premade.hidden_units, **common)
+        return kind(
+            linear_feature_columns=feature_columns(schema, "linear"),
+            dnn_optimizer=adam,
+            dnn_feature_columns=feature_columns(schema, "dnn", premade.embedding_dim),
+            dnn_hidden_units=premade.hidden_units,
+            **common,
+        )
     # tensorflow-estimator 2.15, the last release with the Estimator API, no longer ships BoostedTrees.
-    raise ConfigError("trainer.premade.type 'boosted_trees': BoostedTreesClassifier/Regressor are not in "
-                      "tensorflow-estimator 2.15 (the last Estimator release); use linear, dnn or dnn_linear")
+    raise ConfigError(
+        "trainer.premade.type 'boosted_trees': BoostedTreesClassifier/Regressor are not in "
+        "tensorflow-estimator 2.15 (the last Estimator release); use linear, dnn or dnn_linear"
+    )
 
 
-def model_output(raw, built):
+def model_output(raw: Any, built: Any) -> Any:
     """The model's raw output tensor (logits or predicted values) among a model's or Estimator's outputs."""
     if isinstance(raw, (list, tuple)):
         return raw[0]
@@ -139,9 +154,13 @@ def model_output(raw, built):
 
 
 def make_estimator(
-    config: PipelineConfig, built, schema: Schema, model_dir: str, distributed: bool = False,
+    config: PipelineConfig,
+    built: Any,
+    schema: Schema,
+    model_dir: str,
+    distributed: bool = False,
     warm_start: str | None = None,
-):
+) -> Any:
     """The run's Estimator with checkpoints in `model_dir`, for trainer.kind (an Estimator kind, not native).
 
     `warm_start`: a checkpoint prefix whose trainable variables initialise a model_dir without checkpoints.
@@ -160,8 +179,14 @@ def make_estimator(
         return premade_estimator(config, schema, estimator_config, warm_start_from)
     if kind != "model_fn":
         raise ConfigError(f"trainer.kind {kind!r} is not an Estimator")
+    assert config.trainer.model_fn is not None  # the config requires it for trainer.kind model_fn
     model_fn = import_function(config.trainer.model_fn, config.model.code_dir, "trainer.model_fn")
-    params = {"schema": schema.model_dump(mode="json"), "learning_rate": config.model.learning_rate,
-              "weight_feature": WEIGHT_KEY if class_weights(config, schema) else None, **config.model.params}
-    return tf.estimator.Estimator(model_fn=model_fn, config=estimator_config, params=params,
-                                  warm_start_from=warm_start_from)
+    params = {
+        "schema": schema.model_dump(mode="json"),
+        "learning_rate": config.model.learning_rate,
+        "weight_feature": WEIGHT_KEY if class_weights(config, schema) else None,
+        **config.model.params,
+    }
+    return tf.estimator.Estimator(
+        model_fn=model_fn, config=estimator_config, params=params, warm_start_from=warm_start_from
+    )

@@ -4,6 +4,7 @@ It reads the same TFRecords (tfdata.read_examples), writes checkpoints under the
 (`<run_uri>/train/model.ckpt-<step>`), reports the same evaluation metrics and is exported with the same serving
 signature as the Estimator kinds, so a run switches between `keras` and `native` by trainer.kind alone.
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,6 +12,7 @@ import math
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from kest_tasks.core.config import ConfigError, EarlyStoppingConfig, PipelineConfig
 from kest_tasks.core.layout import CHECKPOINT_NAME
@@ -24,8 +26,7 @@ from kest_tasks.training.warm_start import load_trainable_weights, read_keras_we
 log = logging.getLogger("kest.train")
 
 
-
-def restored_model(built: BuildResult, checkpoint: str):
+def restored_model(built: BuildResult, checkpoint: str) -> Any:
     """The built Keras model with the weights of a training checkpoint (native or Keras Estimator)."""
     tf = import_tensorflow()
     tf.keras.backend.clear_session()
@@ -35,7 +36,7 @@ def restored_model(built: BuildResult, checkpoint: str):
     return model
 
 
-def trained_forward_pass(built: BuildResult, checkpoint: str):
+def trained_forward_pass(built: BuildResult, checkpoint: str) -> Any:
     """The trained Keras model as a function of raw named features (vocabulary lookups included) to the head's
     output, on a tf.Module that holds the model and lookup tables so a SavedModel can track them: call
     `module.forward(features)` inside a tf.function (evaluation batches, serving signatures)."""
@@ -44,7 +45,7 @@ def trained_forward_pass(built: BuildResult, checkpoint: str):
     module.model = restored_model(built, checkpoint)
     module.tables = vocabulary_tables(built.input_plan)
 
-    def forward(features):
+    def forward(features: Any) -> Any:
         inputs = to_model_inputs(features, built.input_plan, module.tables)
         return model_output(module.model(inputs, training=False), built)
 
@@ -52,17 +53,17 @@ def trained_forward_pass(built: BuildResult, checkpoint: str):
     return module
 
 
-def _control_callback(manager, initial_step: int, steps: int, log_steps: int):
+def _control_callback(manager: Any, initial_step: int, steps: int, log_steps: int) -> Any:
     """Stop at `steps`, save a checkpoint at every epoch end (an epoch is checkpoint_steps long), log progress."""
     tf = import_tensorflow()
 
-    class TrainingControl(tf.keras.callbacks.Callback):
+    class TrainingControl(tf.keras.callbacks.Callback):  # type: ignore[name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.step = initial_step
             self.window = (initial_step, time.monotonic())
 
-        def on_train_batch_end(self, batch, logs=None):
+        def on_train_batch_end(self, batch: Any, logs: Any = None) -> None:
             self.step += 1  # a Python count: reading optimizer.iterations would sync with the device every step
             if self.step % log_steps == 0:
                 first_step, since = self.window
@@ -72,20 +73,22 @@ def _control_callback(manager, initial_step: int, steps: int, log_steps: int):
             if self.step >= steps:
                 self.model.stop_training = True
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: Any, logs: Any = None) -> None:
             manager.save(checkpoint_number=self.step)
-            evaluated = {key[4:]: round(float(value), 6) for key, value in (logs or {}).items()
-                         if key.startswith("val_")}
+            evaluated = {
+                key[4:]: round(float(value), 6) for key, value in (logs or {}).items() if key.startswith("val_")
+            }
             log.info("step %d: checkpoint saved; eval split: %s", self.step, evaluated)
 
     return TrainingControl()
 
 
-def _early_stopping_callback(stopping: EarlyStoppingConfig, checkpoint_steps: int):
+def _early_stopping_callback(stopping: EarlyStoppingConfig, checkpoint_steps: int) -> Any:
     """Keras EarlyStopping with the Estimator hook's semantics, counted in evaluations (one per checkpoint)."""
     tf = import_tensorflow()
     return tf.keras.callbacks.EarlyStopping(
-        monitor=f"val_{stopping.metric}", mode=stopping.mode,
+        monitor=f"val_{stopping.metric}",
+        mode=stopping.mode,
         patience=max(1, math.ceil(stopping.patience_steps / checkpoint_steps)),
         start_from_epoch=math.ceil(stopping.min_steps / checkpoint_steps),
     )
@@ -118,35 +121,50 @@ def fit(
     elif warm_start:
         load_trainable_weights(model, warm_start)
     initial_step = int(model.optimizer.iterations.numpy())
-    manager = tf.train.CheckpointManager(checkpoint, str(save_dir), max_to_keep=trainer.keep_checkpoint_max,
-                                         checkpoint_name=CHECKPOINT_NAME)
+    manager = tf.train.CheckpointManager(
+        checkpoint, str(save_dir), max_to_keep=trainer.keep_checkpoint_max, checkpoint_name=CHECKPOINT_NAME
+    )
     schema = Schema.of(prepared)
     weights = class_weights(config, schema)
 
-    def split(name: str, training: bool):
-        return read_examples(prepared.files[name], schema, prepared.compression, trainer.batch_size,
-                             shuffle_buffer=trainer.shuffle_buffer if training else 0, repeat=training,
-                             seed=config.seed, plan=built.input_plan, training_targets=True,
-                             class_weights=weights)
+    def split(name: str, training: bool) -> Any:
+        return read_examples(
+            prepared.files[name],
+            schema,
+            prepared.compression,
+            trainer.batch_size,
+            shuffle_buffer=trainer.shuffle_buffer if training else 0,
+            repeat=training,
+            seed=config.seed,
+            plan=built.input_plan,
+            training_targets=True,
+            class_weights=weights,
+        )
 
     if initial_step >= trainer.steps:
         metrics = model.evaluate(split("eval", False), return_dict=True, verbose=0)
     else:
         callbacks = [
             _control_callback(manager, initial_step, trainer.steps, trainer.log_steps),
-            tf.keras.callbacks.TensorBoard(log_dir=str(save_dir), update_freq=trainer.log_steps, write_graph=False,
-                                           profile_batch=0),
+            tf.keras.callbacks.TensorBoard(
+                log_dir=str(save_dir), update_freq=trainer.log_steps, write_graph=False, profile_batch=0
+            ),
         ]
         if early_stopping is not None:
             callbacks.append(_early_stopping_callback(early_stopping, trainer.checkpoint_steps))
         history = model.fit(
-            split("train", True), steps_per_epoch=trainer.checkpoint_steps,
+            split("train", True),
+            steps_per_epoch=trainer.checkpoint_steps,
             epochs=math.ceil(trainer.steps / trainer.checkpoint_steps),
             initial_epoch=initial_step // trainer.checkpoint_steps,
-            validation_data=split("eval", False), callbacks=callbacks, verbose=0,
+            validation_data=split("eval", False),
+            callbacks=callbacks,
+            verbose=0,
         )
         metrics = {key[4:]: values[-1] for key, values in history.history.items() if key.startswith("val_")}
     if save_dir != model_dir:
         shutil.rmtree(save_dir, ignore_errors=True)
-    return {**{key: float(value) for key, value in metrics.items()},
-            "global_step": float(model.optimizer.iterations.numpy())}
+    return {
+        **{key: float(value) for key, value in metrics.items()},
+        "global_step": float(model.optimizer.iterations.numpy()),
+    }

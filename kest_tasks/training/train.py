@@ -4,12 +4,14 @@ native trainer (model.fit, kest_tasks.training.native).
 The model_dir (`<run_uri>/train/`) keeps its checkpoints across task retries, so a retried task resumes from
 the last checkpoint instead of step 0.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 from kest_tasks.core.config import ConfigError, EarlyStoppingConfig, PipelineConfig
 from kest_tasks.core.execution import stage_function
@@ -27,8 +29,7 @@ from kest_tasks.training.warm_start import champion_checkpoint
 log = logging.getLogger("kest.train")
 
 
-
-def input_fn(config: PipelineConfig, prepared: PrepareResult, built: BuildResult, split: str, training: bool):
+def input_fn(config: PipelineConfig, prepared: PrepareResult, built: BuildResult, split: str, training: bool) -> Any:
     """An Estimator input_fn over one split: shuffled and repeated for training, one full pass otherwise.
 
     Targets are the training targets (regression labels standardised); with trainer.class_weight each example
@@ -38,11 +39,18 @@ def input_fn(config: PipelineConfig, prepared: PrepareResult, built: BuildResult
     schema = Schema.of(prepared)
     weights = class_weights(config, schema)
 
-    def make():
+    def make() -> Any:
         dataset = read_examples(
-            prepared.files[split], schema, prepared.compression, config.trainer.batch_size,
+            prepared.files[split],
+            schema,
+            prepared.compression,
+            config.trainer.batch_size,
             shuffle_buffer=config.trainer.shuffle_buffer if training else 0,
-            repeat=training, seed=config.seed, plan=built.input_plan, training_targets=True, class_weights=weights,
+            repeat=training,
+            seed=config.seed,
+            plan=built.input_plan,
+            training_targets=True,
+            class_weights=weights,
         )
         if weights is None:
             return dataset
@@ -57,12 +65,14 @@ def checked_early_stopping(config: PipelineConfig, built: BuildResult) -> EarlyS
     """trainer.early_stopping, once its metric is known to be among the evaluation metrics."""
     stopping = config.trainer.early_stopping
     if stopping is not None and stopping.metric not in built.metric_names:
-        raise ConfigError(f"trainer.early_stopping.metric {stopping.metric!r} is not an evaluation metric "
-                          f"(metrics: {', '.join(built.metric_names)})")
+        raise ConfigError(
+            f"trainer.early_stopping.metric {stopping.metric!r} is not an evaluation metric "
+            f"(metrics: {', '.join(built.metric_names)})"
+        )
     return stopping
 
 
-def early_stopping_hooks(config: PipelineConfig, built: BuildResult, estimator) -> list:
+def early_stopping_hooks(config: PipelineConfig, built: BuildResult, estimator: Any) -> list:
     """The Estimator's stop-if-no-improvement hook for trainer.early_stopping (none when it is unset).
 
     It reads the evaluation summaries train_and_evaluate writes at every checkpoint.
@@ -71,11 +81,22 @@ def early_stopping_hooks(config: PipelineConfig, built: BuildResult, estimator) 
     stopping = checked_early_stopping(config, built)
     if stopping is None:
         return []
-    make_hook = (tf.estimator.experimental.stop_if_no_decrease_hook if stopping.mode == "min"
-                 else tf.estimator.experimental.stop_if_no_increase_hook)
+    make_hook = (
+        tf.estimator.experimental.stop_if_no_decrease_hook
+        if stopping.mode == "min"
+        else tf.estimator.experimental.stop_if_no_increase_hook
+    )
     secs = config.trainer.checkpoint_secs
-    return [make_hook(estimator, stopping.metric, stopping.patience_steps, min_steps=stopping.min_steps,
-                      run_every_secs=secs, run_every_steps=None if secs else config.trainer.checkpoint_steps)]
+    return [
+        make_hook(
+            estimator,
+            stopping.metric,
+            stopping.patience_steps,
+            min_steps=stopping.min_steps,
+            run_every_secs=secs,
+            run_every_steps=None if secs else config.trainer.checkpoint_steps,
+        )
+    ]
 
 
 def with_steps_from_epochs(config: PipelineConfig, prepared: PrepareResult) -> PipelineConfig:
@@ -85,8 +106,13 @@ def with_steps_from_epochs(config: PipelineConfig, prepared: PrepareResult) -> P
         return config
     rows = prepared.split_rows["train"]
     steps = max(1, math.ceil(trainer.epochs * rows / trainer.batch_size))
-    log.info("train: trainer.epochs %g over %d train rows at batch %d = %d steps", trainer.epochs, rows,
-             trainer.batch_size, steps)
+    log.info(
+        "train: trainer.epochs %g over %d train rows at batch %d = %d steps",
+        trainer.epochs,
+        rows,
+        trainer.batch_size,
+        steps,
+    )
     return config.model_copy(update={"trainer": trainer.model_copy(update={"steps": steps})})
 
 
@@ -101,19 +127,24 @@ def _train_estimator(
     schema = Schema.of(prepared)
     estimator = make_estimator(config, built, schema, str(model_dir), distributed=True, warm_start=warm_start)
     train_spec = tf.estimator.TrainSpec(
-        input_fn=input_fn(config, prepared, built, "train", training=True), max_steps=config.trainer.steps,
+        input_fn=input_fn(config, prepared, built, "train", training=True),
+        max_steps=config.trainer.steps,
         hooks=early_stopping_hooks(config, built, estimator),
     )
     eval_spec = tf.estimator.EvalSpec(
         input_fn=input_fn(config, prepared, built, "eval", training=False),
-        steps=None, start_delay_secs=0, throttle_secs=config.trainer.eval_throttle_secs,
+        steps=None,
+        start_delay_secs=0,
+        throttle_secs=config.trainer.eval_throttle_secs,
     )
     try:
         outcome = tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
     except ValueError as error:
         if warm_start and "warm-start" in str(error):  # the Estimator checks the champion's variables only here
-            raise ConfigError(f"trainer.warm_start: champion {warm_start} does not match this model (another "
-                              f"architecture? set trainer.warm_start: none): {str(error).splitlines()[0]}") from None
+            raise ConfigError(
+                f"trainer.warm_start: champion {warm_start} does not match this model (another "
+                f"architecture? set trainer.warm_start: none): {str(error).splitlines()[0]}"
+            ) from None
         raise
     return _as_floats(outcome[0] if outcome else {})
 
@@ -143,8 +174,14 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
         write_json_atomic(warm_record, {"version": warm_start[1] if warm_start else None})
     started = time.monotonic()
     if config.trainer.kind == "native":
-        eval_metrics = native.fit(config, prepared, built, model_dir, checked_early_stopping(config, built),
-                                  warm_start[0] if warm_start else None)
+        eval_metrics = native.fit(
+            config,
+            prepared,
+            built,
+            model_dir,
+            checked_early_stopping(config, built),
+            warm_start[0] if warm_start else None,
+        )
     else:
         eval_metrics = _train_estimator(config, prepared, built, model_dir, warm_start[0] if warm_start else None)
     seconds = time.monotonic() - started
@@ -165,7 +202,11 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
         log.info("train: %s %d finished its part at step %d", task["type"], task["index"], global_step)
         return result
     write_json_atomic(done, result.model_dump(mode="json"))
-    log.info("train: %s step %d in %.1f s; eval split: %s",
-             "stopped early at" if result.stopped_early else "reached", result.global_step, seconds, eval_metrics)
+    log.info(
+        "train: %s step %d in %.1f s; eval split: %s",
+        "stopped early at" if result.stopped_early else "reached",
+        result.global_step,
+        seconds,
+        eval_metrics,
+    )
     return result
-

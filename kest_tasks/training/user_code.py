@@ -1,5 +1,6 @@
 """The user's own code a config names as `module:function` (a model builder, a model_fn), imported from
 `model.code_dir`."""
+
 from __future__ import annotations
 
 import importlib
@@ -25,4 +26,3 @@ def import_function(spec: str, code_dir: str | None, what: str) -> Callable[...,
     if not callable(function):
         raise ConfigError(f"{what} {spec!r}: {module_name} has no function {function_name!r}")
     return function
-

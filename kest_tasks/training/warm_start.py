@@ -6,10 +6,12 @@ object paths from the Keras model, a native export the same under the module's `
 read here, and every trainable weight of the new model must be found with the same shape: a champion of another
 architecture is a config error, not a silent partial start.
 """
+
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from kest_tasks.core.config import ConfigError, PipelineConfig
 from kest_tasks.core.tfenv import import_tensorflow
@@ -26,17 +28,17 @@ def champion_checkpoint(config: PipelineConfig, scratch: Path) -> tuple[str, str
         return None
     champion = current_champion(config)
     if champion is None:
-        log.info("train: warm start asked for, but %s has no champion yet; starting from initial weights",
-                 config.model_name)
+        log.info(
+            "train: warm start asked for, but %s has no champion yet; starting from initial weights", config.model_name
+        )
         return None
     prefix = champion_model_dir(config, champion, scratch) / "variables" / "variables"
     if not prefix.with_suffix(".index").exists():
-        raise ConfigError(f"trainer.warm_start 'champion': champion {champion['version']} has no variables at "
-                          f"{prefix}")
+        raise ConfigError(f"trainer.warm_start 'champion': champion {champion['version']} has no variables at {prefix}")
     return str(prefix), champion["version"]
 
 
-def read_keras_weights(model, prefix: str) -> bool:
+def read_keras_weights(model: Any, prefix: str) -> bool:
     """Set every weight of the Keras `model` from an object-based checkpoint holding a model of its shape at the
     root (Keras Estimator checkpoints and exports) or as `model` (native ones); False if neither matches."""
     tf = import_tensorflow()
@@ -49,7 +51,7 @@ def read_keras_weights(model, prefix: str) -> bool:
     return False
 
 
-def load_trainable_weights(model, prefix: str) -> None:
+def load_trainable_weights(model: Any, prefix: str) -> None:
     """Set every trainable weight of the Keras `model` from the checkpoint at `prefix`: by variable name (an
     Estimator export of a premade or model_fn graph), else through the object graph (Keras and native exports)."""
     tf = import_tensorflow()
@@ -60,22 +62,26 @@ def load_trainable_weights(model, prefix: str) -> None:
         values = [reader.get_tensor(name) for name in names]
     else:
         twin = tf.keras.models.clone_model(model)
-        values = [weight.numpy() for weight in twin.trainable_weights] if read_keras_weights(twin, prefix) else None
-        if values is None:
+        if not read_keras_weights(twin, prefix):
             missing = next(name for name in names if name not in shapes)
-            raise ConfigError(f"trainer.warm_start: champion {prefix} does not match this model: no variable "
-                              f"{missing!r} and no Keras model of this shape in its object graph (another "
-                              "architecture? set trainer.warm_start: none)")
+            raise ConfigError(
+                f"trainer.warm_start: champion {prefix} does not match this model: no variable "
+                f"{missing!r} and no Keras model of this shape in its object graph (another "
+                "architecture? set trainer.warm_start: none)"
+            )
+        values = [weight.numpy() for weight in twin.trainable_weights]
     for weight, value in zip(model.trainable_weights, values):
         if tuple(value.shape) != tuple(weight.shape):
-            raise ConfigError(f"trainer.warm_start: champion variable {weight.name.split(':')[0]!r} in {prefix} has "
-                              f"shape {list(value.shape)}, this model needs {list(weight.shape)} (another "
-                              "architecture? set trainer.warm_start: none)")
+            raise ConfigError(
+                f"trainer.warm_start: champion variable {weight.name.split(':')[0]!r} in {prefix} has "
+                f"shape {list(value.shape)}, this model needs {list(weight.shape)} (another "
+                "architecture? set trainer.warm_start: none)"
+            )
         weight.assign(value)
     log.info("train: warm-started %d trainable weights from %s", len(values), prefix)
 
 
-def estimator_warm_start(prefix: str):
+def estimator_warm_start(prefix: str) -> Any:
     """WarmStartSettings for premade and model_fn Estimators (trainable variables, matched by name)."""
     tf = import_tensorflow()
     return tf.estimator.WarmStartSettings(ckpt_to_initialize_from=prefix, vars_to_warm_start=".*")

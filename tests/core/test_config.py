@@ -77,14 +77,21 @@ def test_the_stored_trigger_form_matches_the_config_schema():
 
     assert stored_form_fields() == form_fields()
     assert overrides_from_form({"trainer__steps": 7, "model_name": "m", "gate__mode": None, "unknown": 1}) == {
-        "trainer": {"steps": 7}, "model_name": "m"}
+        "trainer": {"steps": 7},
+        "model_name": "m",
+    }
 
 
-@pytest.mark.parametrize("value, message", [
-    ("balance", "trainer.class_weight: Value error, 'balance': expected none, balanced, or a mapping class name → "
-                "weight"),
-    ({"a": "x"}, "trainer.class_weight: Value error, class 'a': weight 'x' is not a number greater than 0"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (
+            "balance",
+            "trainer.class_weight: Value error, 'balance': expected none, balanced, or a mapping class name → weight",
+        ),
+        ({"a": "x"}, "trainer.class_weight: Value error, class 'a': weight 'x' is not a number greater than 0"),
+    ],
+)
 def test_class_weight_values_are_checked_in_one_line(value, message):
     with pytest.raises(ConfigError) as caught:
         load_config(IRIS_CONFIG, {"trainer": {"class_weight": value}})

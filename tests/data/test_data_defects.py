@@ -2,6 +2,7 @@
 
 Each bad input shows the exact one-line message a user sees; nothing is written when prepare fails.
 """
+
 import logging
 
 import numpy as np
@@ -14,8 +15,17 @@ from kest_tasks.data.schema import Schema
 from kest_tasks.data.tfdata import read_examples
 from tests.helpers import stage_file
 
-ODD_HEADERS = ["sepal length (cm)", "1st phenols", "Magnesium mg/L", "größe", "od280/od315 of diluted wines",
-               "a-b", "a_b", "x.y", "[bracketed]"]
+ODD_HEADERS = [
+    "sepal length (cm)",
+    "1st phenols",
+    "Magnesium mg/L",
+    "größe",
+    "od280/od315 of diluted wines",
+    "a-b",
+    "a_b",
+    "x.y",
+    "[bracketed]",
+]
 
 
 def _csv(tmp_path, text, name="data.csv"):
@@ -48,14 +58,24 @@ def _rows(n=60, make=lambda i: f"{i % 7},{i * 0.5},{'ab'[i % 2]}"):
 def test_tf_names_are_safe_distinct_and_deterministic():
     names = tf_names(ODD_HEADERS + ["plain"])
     assert names == {
-        "sepal length (cm)": "sepal_length_cm", "1st phenols": "f_1st_phenols", "Magnesium mg/L": "Magnesium_mg_L",
-        "größe": "grosse", "od280/od315 of diluted wines": "od280_od315_of_diluted_wines", "a-b": "a_b_2",
-        "a_b": "a_b", "x.y": "x_y", "[bracketed]": "bracketed", "plain": "plain",
+        "sepal length (cm)": "sepal_length_cm",
+        "1st phenols": "f_1st_phenols",
+        "Magnesium mg/L": "Magnesium_mg_L",
+        "größe": "grosse",
+        "od280/od315 of diluted wines": "od280_od315_of_diluted_wines",
+        "a-b": "a_b_2",
+        "a_b": "a_b",
+        "x.y": "x_y",
+        "[bracketed]": "bracketed",
+        "plain": "plain",
     }
     assert tf_names(list(reversed(ODD_HEADERS))) == {k: names[k] for k in reversed(ODD_HEADERS)}
     # Names kest feeds beside the features are never taken; a name left empty by sanitising gets one.
     assert tf_names(["examples", "kest_sample_weight", "%%"]) == {
-        "examples": "examples_2", "kest_sample_weight": "kest_sample_weight_2", "%%": "feature"}
+        "examples": "examples_2",
+        "kest_sample_weight": "kest_sample_weight_2",
+        "%%": "feature",
+    }
 
 
 def test_odd_headers_get_tf_names_in_the_schema_and_keep_theirs_in_the_records(iris_config, tmp_path):
@@ -74,10 +94,13 @@ def test_odd_headers_get_tf_names_in_the_schema_and_keep_theirs_in_the_records(i
     assert sorted(features) == sorted(schema.feature_keys)  # readers hand models the TensorFlow names
 
 
-@pytest.mark.parametrize("header, message", [
-    ("a,,label", "<tmp>/data.csv row 1 column 2: empty header cell; every column needs a name"),
-    ("a,b,a,label", "<tmp>/data.csv row 1 column 3: header 'a' repeats column 1; column names must be unique"),
-])
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ("a,,label", "<tmp>/data.csv row 1 column 2: empty header cell; every column needs a name"),
+        ("a,b,a,label", "<tmp>/data.csv row 1 column 3: header 'a' repeats column 1; column names must be unique"),
+    ],
+)
 def test_an_empty_or_repeated_header_cell_names_its_position(iris_config, tmp_path, header, message):
     assert _error(iris_config, tmp_path, header + "\n1,2,3,x\n") == message
 
@@ -91,7 +114,7 @@ def test_missing_cells_of_every_spelling_are_filled_with_the_training_mean(iris_
     x = schema.feature("x")
     assert x.type == "int" and x.missing == 24 and x.fill == pytest.approx(x.mean)
     values = np.concatenate([f["x"].numpy() for f, _ in read_examples(result.files["train"], schema, "GZIP", 500)])
-    assert np.isfinite(values).all() and np.sum(np.isclose(values, x.mean)) >= 1
+    assert np.isfinite(values).all() and np.sum(np.isclose(values, x.mean or 0.0)) >= 1
     warning = next(r.getMessage() for r in caplog.records if "missing values" in r.getMessage())
     assert warning.startswith("prepare: column 'x': 24 missing values (")
     assert "first at " in warning and f"the training split's mean {x.mean:g}" in warning
@@ -112,11 +135,13 @@ def test_missing_policy_error_names_the_first_missing_cell(iris_config, tmp_path
     rows = "1,a\n2,b\nNA,a\n4,b\n,a\n6,b\n"
     assert _error(iris_config, tmp_path, "x,label\n" + rows) == (
         "<tmp>/data.csv row 4 column 'x': missing value (2 missing in all); fill them, or set "
-        "dataset.missing.numeric to mean, median or zero")
+        "dataset.missing.numeric to mean, median or zero"
+    )
     iris_config.dataset.missing.string = "error"
     assert _error(iris_config, tmp_path, "s,label\nred,a\n,b\nblue,a\n") == (
         "<tmp>/data.csv row 3 column 's': missing value (1 missing in all); fill them, or set "
-        "dataset.missing.string to token")
+        "dataset.missing.string to token"
+    )
 
 
 @pytest.mark.parametrize("cell, shown", [("inf", "inf"), ("-inf", "-inf"), ("1e400", "inf"), ("3e39", "3e+39")])
@@ -124,7 +149,8 @@ def test_a_non_finite_number_names_file_row_and_column(iris_config, tmp_path, ce
     rows = f"1.5,a\n2.5,b\n{cell},a\n3.5,b\n"
     assert _error(iris_config, tmp_path, "x,label\n" + rows) == (
         f"<tmp>/data.csv row 4 column 'x': {shown} is not a finite float32 number; fix it, or set "
-        "dataset.non_finite: clip to clip such values to the column's range")
+        "dataset.non_finite: clip to clip such values to the column's range"
+    )
 
 
 def test_non_finite_clip_keeps_the_row_and_readers_clip_it(iris_config, tmp_path):
@@ -132,8 +158,13 @@ def test_non_finite_clip_keeps_the_row_and_readers_clip_it(iris_config, tmp_path
     result = _prepare(iris_config, tmp_path, "x,label\n" + rows, non_finite="clip")
     schema = Schema.of(result)
     assert (schema.feature("x").min, schema.feature("x").max) == (0.5, 9.5)
-    values = np.concatenate([f["x"].numpy() for split in ("train", "eval", "test")
-                             for f, _ in read_examples(result.files[split], schema, "GZIP", 500)])
+    values = np.concatenate(
+        [
+            f["x"].numpy()
+            for split in ("train", "eval", "test")
+            for f, _ in read_examples(result.files[split], schema, "GZIP", 500)
+        ]
+    )
     assert len(values) == 200 and values.min() == 0.5 and values.max() == 9.5
 
 
@@ -141,7 +172,8 @@ def test_a_repeated_header_line_is_an_error_naming_its_row(iris_config, tmp_path
     part = "x,y,label\n" + _rows(5, make=lambda i: f"{i},{i * 0.5},{'ab'[i % 2]}")
     assert _error(iris_config, tmp_path, part + part) == (
         "<tmp>/data.csv row 7: the header line is repeated inside the data (files joined with cat?); remove it, "
-        "or set dataset.skip_repeated_headers: true")
+        "or set dataset.skip_repeated_headers: true"
+    )
 
 
 def test_repeated_header_lines_can_be_skipped(iris_config, tmp_path, caplog):
@@ -158,12 +190,14 @@ def test_a_mostly_whole_label_with_a_fraction_is_ambiguous(iris_config, tmp_path
     assert _error(iris_config, tmp_path, "x,label\n" + rows) == (
         "<tmp>/data.csv row 42 column 'label': label 2.5 is fractional, but 98.3% of the label's values are whole "
         "numbers (3 distinct): classes with a typo, or a regression target? Fix the value, or set "
-        "dataset.label_kind: classification or regression")
+        "dataset.label_kind: classification or regression"
+    )
     assert _error(iris_config, tmp_path, "x,label\n" + rows, label_kind="classification") == (
         "<tmp>/data.csv row 42 column 'label': label 2.5 is not a whole number, so it cannot be a class; fix it, or "
-        "set dataset.label_kind: regression")
+        "set dataset.label_kind: regression"
+    )
     schema = Schema.load(_prepare(iris_config, tmp_path, "x,label\n" + rows, label_kind="regression").schema_uri)
-    assert schema.label.kind == "regression" and schema.label.std > 0
+    assert schema.label.kind == "regression" and (schema.label.std or 0) > 0
 
 
 def test_label_kind_classification_takes_whole_floats_as_classes(iris_config, tmp_path):
@@ -171,7 +205,7 @@ def test_label_kind_classification_takes_whole_floats_as_classes(iris_config, tm
     result = _prepare(iris_config, tmp_path, "x,label\n" + rows, label_kind="classification")
     schema = Schema.of(result)
     assert schema.label.classes == ["0", "1", "2"] and schema.label.type == "float"
-    assert sum(schema.label.class_counts) == result.split_rows["train"]
+    assert sum(schema.label.class_counts or []) == result.split_rows["train"]
     labels = np.concatenate([y.numpy() for _, y in read_examples(result.files["test"], schema, "GZIP", 100)])
     assert set(labels.tolist()) <= {0, 1, 2}
 
@@ -183,8 +217,9 @@ def test_regression_label_statistics_are_the_training_splits(iris_config, tmp_pa
     train = np.concatenate([y.numpy() for _, y in read_examples(result.files["train"], schema, "GZIP", 500)])
     assert schema.label.mean == pytest.approx(train.mean(), rel=1e-5)
     assert schema.label.std == pytest.approx(train.std(), rel=1e-4)
-    standardised = np.concatenate([y.numpy() for _, y in read_examples(result.files["train"], schema, "GZIP", 500,
-                                                                       training_targets=True)])
+    standardised = np.concatenate(
+        [y.numpy() for _, y in read_examples(result.files["train"], schema, "GZIP", 500, training_targets=True)]
+    )
     assert abs(standardised.mean()) < 1e-4 and standardised.std() == pytest.approx(1.0, rel=1e-3)
 
 

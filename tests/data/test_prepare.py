@@ -37,8 +37,9 @@ def test_iris_schema_stats_and_split(iris_config, tmp_path):
     assert schema.label.kind == "classification" and schema.label.type == "string"
     assert schema.label.classes == ["setosa", "versicolor", "virginica"]
     # The schema holds the training split's statistics (what models normalise and impute with) ...
-    train = np.concatenate([f["petal_length"].numpy() for f, _ in read_examples(result.files["train"], schema,
-                                                                                 "GZIP", 1000)])
+    train = np.concatenate(
+        [f["petal_length"].numpy() for f, _ in read_examples(result.files["train"], schema, "GZIP", 1000)]
+    )
     petal_length = schema.feature("petal_length")
     assert petal_length.min == 1.0 and petal_length.max == 6.9  # the range is the whole column's
     assert petal_length.mean == pytest.approx(train.mean(), rel=1e-6)
@@ -49,7 +50,10 @@ def test_iris_schema_stats_and_split(iris_config, tmp_path):
     assert 85 <= result.split_rows["train"] <= 120 and min(result.split_rows.values()) >= 10
     stats = json.loads(open(result.stats_uri).read())
     assert stats["columns"]["species"]["top_values"] == [
-        {"value": "setosa", "count": 50}, {"value": "versicolor", "count": 50}, {"value": "virginica", "count": 50}]
+        {"value": "setosa", "count": 50},
+        {"value": "versicolor", "count": 50},
+        {"value": "virginica", "count": 50},
+    ]
     assert stats["columns"]["sepal_width"]["missing"] == 0
     # ... stats.json the whole column's.
     whole = stats["columns"]["petal_length"]
@@ -85,7 +89,7 @@ def test_split_key_keeps_a_key_in_one_split(iris_config, tmp_path):
     iris_config.dataset.split.key = ["user"]
     result = prepare(iris_config, str(tmp_path / "run"))
     schema = Schema.of(result)
-    seen = {}
+    seen: dict[bytes, set[str]] = {}
     for split in ("train", "eval", "test"):
         for features, _ in read_examples(result.files[split], schema, "GZIP", 1000):
             for user in features["user"].numpy().tolist():
@@ -108,7 +112,9 @@ def test_shard_count_and_rows_per_shard(iris_config, tmp_path):
     iris_config.dataset.shards = 3
     result = prepare(iris_config, str(tmp_path / "a"))
     assert [p.rsplit("/", 1)[1] for p in result.files["train"]] == [
-        "train-00000-of-00003.tfrecord.gz", "train-00001-of-00003.tfrecord.gz", "train-00002-of-00003.tfrecord.gz",
+        "train-00000-of-00003.tfrecord.gz",
+        "train-00001-of-00003.tfrecord.gz",
+        "train-00002-of-00003.tfrecord.gz",
     ]
     iris_config.dataset.shards = 1
     iris_config.dataset.rows_per_shard = 40
@@ -137,8 +143,10 @@ BAD_FILES = {
     "no_label": ("a,b,c\n1,2,3\n", r"no_label.csv: label column 'label' not found \(columns: a, b, c\)"),
     "missing_label": ("a,b,label\n1,2,x\n3,4,\n5,6,y\n", r"missing_label.csv row 3 column 'label': label is missing"),
     "one_class": ("a,b,label\n1,2,x\n3,4,x\n", r"column 'label': label has a single class"),
-    "text_in_numbers": ("a,b,label\n" + "".join(f"{i},{i}.5,{i % 2}\n" for i in range(30)) + "7,oops,1\n",
-                        r"text_in_numbers.csv row 32 column 'b': 'oops' is not a number, but 96.8% of the column"),
+    "text_in_numbers": (
+        "a,b,label\n" + "".join(f"{i},{i}.5,{i % 2}\n" for i in range(30)) + "7,oops,1\n",
+        r"text_in_numbers.csv row 32 column 'b': 'oops' is not a number, but 96.8% of the column",
+    ),
     "duplicate_header": ("a,a,label\n1,2,3\n", r"duplicate_header.csv row 1 column 2: header 'a' repeats column 1"),
 }
 
@@ -229,8 +237,9 @@ def test_files_with_different_columns_are_refused(iris_config, tmp_path):
 def test_spans_latest_or_given(iris_config, tmp_path):
     for span in (1, 2, 10):
         (tmp_path / f"span-{span}").mkdir()
-        _write(tmp_path / f"span-{span}" / "data.csv",
-               "a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20 * span)))
+        _write(
+            tmp_path / f"span-{span}" / "data.csv", "a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20 * span))
+        )
     iris_config.dataset.path = str(tmp_path / "span-{SPAN}" / "data.csv")
     iris_config.dataset.label = "label"
     latest = prepare(iris_config, str(tmp_path / "latest"))
@@ -246,16 +255,22 @@ def test_spans_latest_or_given(iris_config, tmp_path):
 def test_pre_split_inputs(iris_config, tmp_path):
     for split, n in (("train", 50), ("eval", 10), ("test", 12)):
         _write(tmp_path / f"{split}.csv", "a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(n)))
-    _replace_dataset(iris_config, path=None, label="label",
-                     splits={s: str(tmp_path / f"{s}.csv") for s in ("train", "eval", "test")})
+    _replace_dataset(
+        iris_config, path=None, label="label", splits={s: str(tmp_path / f"{s}.csv") for s in ("train", "eval", "test")}
+    )
     result = prepare(iris_config, str(tmp_path / "run"))
     assert result.split_rows == {"train": 50, "eval": 10, "test": 12}
 
 
 def test_npz_source(iris_config, tmp_path):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "arrays.npz", x=rng.normal(size=300), n=np.arange(300), colour=np.array(["r", "g", "b"] * 100),
-             label=rng.integers(0, 2, 300))
+    np.savez(
+        tmp_path / "arrays.npz",
+        x=rng.normal(size=300),
+        n=np.arange(300),
+        colour=np.array(["r", "g", "b"] * 100),
+        label=rng.integers(0, 2, 300),
+    )
     iris_config.dataset.source = "npz"
     _use_csv(iris_config, tmp_path / "arrays.npz")
     result = prepare(iris_config, str(tmp_path / "run"))
@@ -284,19 +299,28 @@ def tfds_dir(tmp_path_factory):
     rng = np.random.default_rng(1)
     columns = {"x": rng.normal(size=200).astype(np.float32), "label": rng.integers(0, 3, 200)}
     tfds.dataset_builders.store_as_tfds_dataset(
-        name="kest_toy", version="1.0.0", data_dir=str(data_dir),
+        name="kest_toy",
+        version="1.0.0",
+        data_dir=str(data_dir),
         split_datasets={"train": tf.data.Dataset.from_tensor_slices(columns)},
-        features=tfds.features.FeaturesDict({
-            "x": tfds.features.Scalar(dtype=np.float32),
-            "label": tfds.features.ClassLabel(num_classes=3),
-        }),
+        features=tfds.features.FeaturesDict(
+            {
+                "x": tfds.features.Scalar(dtype=np.float32),
+                "label": tfds.features.ClassLabel(num_classes=3),
+            }
+        ),
     )
     return data_dir
 
 
 def test_tfds_source_from_a_local_data_dir(iris_config, tmp_path, tfds_dir):
-    _replace_dataset(iris_config, source="tfds", path=None, label="label",
-                     tfds={"name": "kest_toy", "split": "train", "data_dir": str(tfds_dir)})
+    _replace_dataset(
+        iris_config,
+        source="tfds",
+        path=None,
+        label="label",
+        tfds={"name": "kest_toy", "split": "train", "data_dir": str(tfds_dir)},
+    )
     result = prepare(iris_config, str(tmp_path / "run"))
     schema = Schema.of(result)
     assert result.rows == 200 and schema.feature_names == ["x"] and schema.label.classes == ["0", "1", "2"]

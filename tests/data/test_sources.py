@@ -1,4 +1,5 @@
 """Parquet and TFRecord inputs go through the same schema, statistics, missing-value policy and split as CSV."""
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,15 +31,17 @@ def _error(config, tmp_path) -> str:
 def _table(n: int, offset: int = 0) -> pa.Table:
     i = np.arange(offset, offset + n)
     ratio = (i % 10) / 4
-    return pa.table({
-        "sepal length (cm)": pa.array(ratio.astype(np.float32)),
-        "count": pa.array((i % 7).astype(np.int32)),
-        "flag": pa.array(i % 3 == 0),
-        "colour": pa.array(np.where(i % 2 == 0, "red", "blue")).dictionary_encode(),
-        "when": pa.array(i.astype("datetime64[s]")),
-        "gap": pa.array(np.where(i % 5 == 0, np.nan, ratio)),
-        "label": pa.array(np.where(ratio > 1, "big", "small")),
-    })
+    return pa.table(
+        {
+            "sepal length (cm)": pa.array(ratio.astype(np.float32)),
+            "count": pa.array((i % 7).astype(np.int32)),
+            "flag": pa.array(i % 3 == 0),
+            "colour": pa.array(np.where(i % 2 == 0, "red", "blue")).dictionary_encode(),
+            "when": pa.array(i.astype("datetime64[s]")),
+            "gap": pa.array(np.where(i % 5 == 0, np.nan, ratio)),
+            "label": pa.array(np.where(ratio > 1, "big", "small")),
+        }
+    )
 
 
 def test_parquet_columns_of_every_plain_type(iris_config, tmp_path):
@@ -47,8 +50,14 @@ def test_parquet_columns_of_every_plain_type(iris_config, tmp_path):
     result = prepare(iris_config, str(tmp_path / "run"))
     schema = Schema.of(result)
     types = {f.name: f.type for f in schema.features}
-    assert types == {"sepal length (cm)": "float", "count": "int", "flag": "int", "colour": "string",
-                     "when": "string", "gap": "float"}
+    assert types == {
+        "sepal length (cm)": "float",
+        "count": "int",
+        "flag": "int",
+        "colour": "string",
+        "when": "string",
+        "gap": "float",
+    }
     assert schema.feature("sepal length (cm)").key == "sepal_length_cm"
     assert schema.feature("gap").missing == 600  # NaN in a Parquet float column is a missing value
     assert result.rows == 3000 and schema.label.classes == ["big", "small"]
@@ -74,8 +83,9 @@ def test_parquet_pre_split_inputs(iris_config, tmp_path):
         pq.write_table(_table(300, offset), tmp_path / f"{split}.parquet")
     from kest_tasks.core.config import DatasetConfig
 
-    iris_config.dataset = DatasetConfig(source="parquet", label="label", splits={
-        s: str(tmp_path / f"{s}.parquet") for s in ("train", "eval", "test")})
+    iris_config.dataset = DatasetConfig(
+        source="parquet", label="label", splits={s: str(tmp_path / f"{s}.parquet") for s in ("train", "eval", "test")}
+    )
     result = prepare(iris_config, str(tmp_path / "run"))
     assert result.split_rows == {"train": 300, "eval": 300, "test": 300}
 
@@ -83,8 +93,10 @@ def test_parquet_pre_split_inputs(iris_config, tmp_path):
 def test_parquet_errors_are_one_line(iris_config, tmp_path):
     pq.write_table(pa.table({"x": pa.array([[1.0, 2.0], [3.0]]), "label": ["a", "b"]}), tmp_path / "lists.parquet")
     _use(iris_config, "parquet", tmp_path / "lists.parquet")
-    assert _error(iris_config, tmp_path) == ("<tmp>/lists.parquet column 'x': type list<element: double> holds no "
-                                             "single number or text per row; kest takes one scalar per row and column")
+    assert _error(iris_config, tmp_path) == (
+        "<tmp>/lists.parquet column 'x': type list<element: double> holds no "
+        "single number or text per row; kest takes one scalar per row and column"
+    )
     (tmp_path / "text.parquet").write_text("x,label\n1,a\n")
     _use(iris_config, "parquet", tmp_path / "text.parquet")
     assert _error(iris_config, tmp_path).startswith("<tmp>/text.parquet: not a readable Parquet file (")
@@ -108,8 +120,12 @@ def _examples(path, rows, compression="GZIP"):
 
 
 def _row(i):
-    row = {"petal width (cm)": (i % 10) / 4, "rooms": i % 5, "area": ["north", "south"][i % 2],
-           "label": "big" if i % 10 > 4 else "small"}
+    row = {
+        "petal width (cm)": (i % 10) / 4,
+        "rooms": i % 5,
+        "area": ["north", "south"][i % 2],
+        "label": "big" if i % 10 > 4 else "small",
+    }
     if i % 6 == 0:
         del row["rooms"]  # a key a record lacks is a missing value
     return row
@@ -121,8 +137,7 @@ def test_tfrecord_examples_are_resplit_and_validated(iris_config, tmp_path, comp
     _use(iris_config, "tfrecord", tmp_path / "in.tfrecord")
     result = prepare(iris_config, str(tmp_path / "run"))
     schema = Schema.of(result)
-    assert {f.name: f.type for f in schema.features} == {"petal width (cm)": "float", "rooms": "int",
-                                                          "area": "string"}
+    assert {f.name: f.type for f in schema.features} == {"petal width (cm)": "float", "rooms": "int", "area": "string"}
     assert schema.feature("rooms").missing == 200 and result.rows == 1200
     assert schema.feature("petal width (cm)").key == "petal_width_cm" and schema.label.classes == ["big", "small"]
     assert sum(result.split_rows.values()) == 1200 and min(result.split_rows.values()) > 100
@@ -133,8 +148,9 @@ def test_tfrecord_errors_name_the_record_and_key(iris_config, tmp_path):
     rows[7]["area"] = ["north", "south"]
     _examples(tmp_path / "multi.tfrecord", rows)
     _use(iris_config, "tfrecord", tmp_path / "multi.tfrecord")
-    assert _error(iris_config, tmp_path) == ("<tmp>/multi.tfrecord record 8 key 'area': several values; kest takes "
-                                             "one value per feature and record")
+    assert _error(iris_config, tmp_path) == (
+        "<tmp>/multi.tfrecord record 8 key 'area': several values; kest takes one value per feature and record"
+    )
     rows = [_row(i) for i in range(1500)]
     rows[1300]["rooms"] = 2.5  # beyond the records read to find the keys' types
     _examples(tmp_path / "types.tfrecord", rows)
@@ -142,6 +158,6 @@ def test_tfrecord_errors_name_the_record_and_key(iris_config, tmp_path):
     message = _error(iris_config, tmp_path)
     assert message.startswith("<tmp>/types.tfrecord record 1301 key 'rooms': ") and "float" in message
     data = (tmp_path / "types.tfrecord").read_bytes()
-    (tmp_path / "cut.tfrecord").write_bytes(data[:len(data) // 2])
+    (tmp_path / "cut.tfrecord").write_bytes(data[: len(data) // 2])
     _use(iris_config, "tfrecord", tmp_path / "cut.tfrecord")
     assert _error(iris_config, tmp_path).startswith("<tmp>/cut.tfrecord: corrupt TFRecord data after record ")

@@ -1,12 +1,14 @@
 """Validating new data against a pinned schema: every anomaly kind, severities, and nothing written on error."""
+
 import json
 
 import pytest
 
 from kest_tasks.data.prepare import DataError, prepare
 
-BASE = "size,colour,label\n" + "".join(f"{i * 0.5},{'red' if i % 2 else 'blue'},{'a' if i % 3 else 'b'}\n"
-                                       for i in range(90))
+BASE = "size,colour,label\n" + "".join(
+    f"{i * 0.5},{'red' if i % 2 else 'blue'},{'a' if i % 3 else 'b'}\n" for i in range(90)
+)
 
 
 @pytest.fixture
@@ -62,8 +64,12 @@ def test_inf_and_unknown_label_are_errors_one_line_each(pinned, tmp_path):
 
 
 def test_warnings_are_recorded_and_data_written(pinned, tmp_path):
-    text = ("size,colour,extra,label\n" + "".join(f"{i},red,x,{'ab'[i % 2]}\n" for i in range(40))
-            + "420,green,x,b\n" + "".join(f"{i},,x,a\n" for i in range(40, 60)))
+    text = (
+        "size,colour,extra,label\n"
+        + "".join(f"{i},red,x,{'ab'[i % 2]}\n" for i in range(40))
+        + "420,green,x,b\n"
+        + "".join(f"{i},,x,a\n" for i in range(40, 60))
+    )
     result = _run(pinned, tmp_path, text)
     anomalies = {a["kind"]: a for a in json.loads(open(f"{result.data_uri}/anomalies.json").read())}
     assert set(anomalies) == {"new_column", "out_of_range", "unseen_category", "too_many_missing"}

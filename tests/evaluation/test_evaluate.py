@@ -43,8 +43,7 @@ def test_keras_evaluation_matches_model_evaluate(iris_run):
     prepared = stages.PREPARE.load(str(run))
     built = stages.BUILD.load(str(run))
     model = restored_model(built, written["checkpoint"])
-    data = read_examples(prepared.files["test"], Schema.of(prepared), prepared.compression, 64,
-                         plan=built.input_plan)
+    data = read_examples(prepared.files["test"], Schema.of(prepared), prepared.compression, 64, plan=built.input_plan)
     keras = model.evaluate(data, return_dict=True, verbose=0)
     assert written["metrics"]["loss"] == pytest.approx(keras["loss"], rel=1e-4)
     assert written["metrics"]["accuracy"] == pytest.approx(keras["accuracy"], abs=1e-6)
@@ -54,10 +53,18 @@ def test_slices_by_a_string_feature(tmp_path):
     from kest_tasks.orchestration.runner import run_pipeline
 
     data = binary_csv(tmp_path / "loans.csv")
-    summary = run_pipeline(IRIS_CONFIG, iris_overrides(
-        tmp_path, dataset={"path": str(data), "label": "approved"}, model={"builder": "tabular"},
-        trainer={"kind": "native", "steps": 50}, evaluate={"slice_by": ["region", "income"]},
-        gate={"mode": "always_bless"}), "sliced")
+    summary = run_pipeline(
+        IRIS_CONFIG,
+        iris_overrides(
+            tmp_path,
+            dataset={"path": str(data), "label": "approved"},
+            model={"builder": "tabular"},
+            trainer={"kind": "native", "steps": 50},
+            evaluate={"slice_by": ["region", "income"]},
+            gate={"mode": "always_bless"},
+        ),
+        "sliced",
+    )
     written = json.loads(stage_file(summary["run_uri"], stages.EVALUATE, layout.METRICS_FILE).read_text())
     assert set(written["slices"]) == {"region=east", "region=west"}  # income has too many values to slice by
     assert sum(s["examples"] for s in written["slices"].values()) == written["examples"]
@@ -70,8 +77,12 @@ def test_slicing_by_an_unknown_feature_is_a_config_error(iris_run):
     run = Path(iris_run["summary"]["run_uri"])
     config = iris_run["config"].model_copy(deep=True)
     config.evaluate.slice_by = ["colour"]
-    upstream = {argument: stages.stage(upstream).load(str(run))
-                for argument, upstream in stages.EVALUATE.inputs.items()}
-    with pytest.raises(ConfigError, match=r"^evaluate.slice_by: no feature 'colour' \(features: sepal_length, "
-                                          r"sepal_width, petal_length, petal_width\)$"):
+    upstream = {
+        argument: stages.stage(upstream).load(str(run)) for argument, upstream in stages.EVALUATE.inputs.items()
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"^evaluate.slice_by: no feature 'colour' \(features: sepal_length, "
+        r"sepal_width, petal_length, petal_width\)$",
+    ):
         evaluate(config, str(run), **upstream)

@@ -1,5 +1,6 @@
 """The gate: value thresholds, change thresholds against the champion (re-scored on the same test split),
 first run, always_bless, and the config errors."""
+
 import json
 import logging
 from pathlib import Path
@@ -29,6 +30,7 @@ def _gate(config, tmp_path, iris_run, **metrics):
     return gate(config, str(tmp_path / "run"), _evaluated(tmp_path, **metrics), _prepared(iris_run))
 
 
+@pytest.mark.slow
 def test_blesses_when_every_threshold_holds(iris_config, tmp_path, iris_run):
     iris_config.gate.thresholds = {"accuracy": Threshold(lower=0.9), "loss": Threshold(upper=0.5)}
     result = _gate(iris_config, tmp_path, iris_run, accuracy=0.95, loss=0.2)
@@ -37,13 +39,12 @@ def test_blesses_when_every_threshold_holds(iris_config, tmp_path, iris_run):
     assert written["blessed"] is True and len(written["checks"]) == 2 and written["champion"] is None
 
 
+@pytest.mark.slow
 def test_reason_carries_the_numbers_when_not_blessed(iris_config, tmp_path, iris_run):
     iris_config.gate.thresholds = {"accuracy": Threshold(lower=0.99), "loss": Threshold(upper=0.5)}
     result = _gate(iris_config, tmp_path, iris_run, accuracy=0.95, loss=0.2)
     assert not result.blessed
-    assert result.reason == (
-        "not blessed: accuracy = 0.9500 (needs >= 0.99): FAILED; loss = 0.2000 (needs <= 0.5): ok"
-    )
+    assert result.reason == ("not blessed: accuracy = 0.9500 (needs >= 0.99): FAILED; loss = 0.2000 (needs <= 0.5): ok")
 
 
 def test_both_bounds(iris_config):
@@ -53,21 +54,25 @@ def test_both_bounds(iris_config):
     assert [c.passed for c in check_thresholds(iris_config, {"loss": 0.31})] == [False]
 
 
-@pytest.mark.parametrize("threshold, candidate, champion, passes", [
-    ({"direction": "higher", "absolute": 0.0}, 0.90, 0.90, True),      # no worse
-    ({"direction": "higher", "absolute": 0.01}, 0.905, 0.90, False),   # must gain a point
-    ({"direction": "higher", "absolute": -0.02}, 0.89, 0.90, True),    # may lose two points
-    ({"direction": "higher", "relative": 0.05}, 0.94, 0.90, False),    # 4.4 % better, 5 % needed
-    ({"direction": "higher", "relative": 0.05}, 0.95, 0.90, True),
-    ({"direction": "lower", "absolute": 0.0}, 0.30, 0.31, True),       # loss: lower is better
-    ({"direction": "lower", "absolute": 0.0}, 0.32, 0.31, False),
-    ({"direction": "lower", "relative": 0.1}, 0.27, 0.31, True),       # 12.9 % lower
-    ({"direction": "lower", "absolute": 0.0, "relative": 0.1}, 0.29, 0.31, False),  # both must hold
-])
+@pytest.mark.parametrize(
+    "threshold, candidate, champion, passes",
+    [
+        ({"direction": "higher", "absolute": 0.0}, 0.90, 0.90, True),  # no worse
+        ({"direction": "higher", "absolute": 0.01}, 0.905, 0.90, False),  # must gain a point
+        ({"direction": "higher", "absolute": -0.02}, 0.89, 0.90, True),  # may lose two points
+        ({"direction": "higher", "relative": 0.05}, 0.94, 0.90, False),  # 4.4 % better, 5 % needed
+        ({"direction": "higher", "relative": 0.05}, 0.95, 0.90, True),
+        ({"direction": "lower", "absolute": 0.0}, 0.30, 0.31, True),  # loss: lower is better
+        ({"direction": "lower", "absolute": 0.0}, 0.32, 0.31, False),
+        ({"direction": "lower", "relative": 0.1}, 0.27, 0.31, True),  # 12.9 % lower
+        ({"direction": "lower", "absolute": 0.0, "relative": 0.1}, 0.29, 0.31, False),  # both must hold
+    ],
+)
 def test_change_thresholds(threshold, candidate, champion, passes):
     assert change_passes(ChangeThreshold(**threshold), candidate, champion) is passes
 
 
+@pytest.mark.slow
 def test_first_run_skips_change_thresholds_and_says_so(iris_config, tmp_path, iris_run, caplog):
     iris_config.gate.change = {"accuracy": ChangeThreshold(direction="higher", absolute=0.0)}
     caplog.set_level(logging.INFO)
@@ -77,12 +82,16 @@ def test_first_run_skips_change_thresholds_and_says_so(iris_config, tmp_path, ir
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("change, blessed", [
-    ({"accuracy": {"direction": "higher", "absolute": 0.0}}, True),      # the same model: no worse
-    ({"accuracy": {"direction": "higher", "absolute": 0.01}}, False),    # but not better
-    ({"loss": {"direction": "lower", "relative": -0.01}}, True),
-    ({"loss": {"direction": "lower", "relative": 0.01}}, False),
-])
+@pytest.mark.parametrize(
+    "change, blessed",
+    [
+        ({"accuracy": {"direction": "higher", "absolute": 0.0}}, True),  # the same model: no worse
+        ({"accuracy": {"direction": "higher", "absolute": 0.01}}, False),  # but not better
+        ({"loss": {"direction": "lower", "relative": -0.01}}, True),
+        ({"loss": {"direction": "lower", "relative": 0.01}}, False),
+    ],
+)
+@pytest.mark.slow
 def test_the_champion_is_rescored_on_the_same_split(tmp_path, iris_run, change, blessed):
     """The session run published its model as champion; gating that run's own evaluation against it compares
     the model with itself, re-scored through its SavedModel, so the metrics must agree exactly."""
@@ -104,20 +113,27 @@ def test_a_champion_that_cannot_be_scored_blocks_blessing(tmp_path, iris_run):
     broken = tmp_path / "models" / "iris"
     (broken / "v1").mkdir(parents=True)
     write_json_atomic(broken / layout.CHAMPION_FILE, {"version": "v1", "model_uri": str(broken / "v1")})
-    config = load_config(IRIS_CONFIG, iris_overrides(tmp_path, gate={"change": {"accuracy": {
-        "direction": "higher", "absolute": 0.0}}}))
+    config = load_config(
+        IRIS_CONFIG, iris_overrides(tmp_path, gate={"change": {"accuracy": {"direction": "higher", "absolute": 0.0}}})
+    )
     result = gate(config, str(tmp_path / "run"), _evaluated(tmp_path, accuracy=0.95, loss=0.2), _prepared(iris_run))
     assert not result.blessed
     assert "champion v1 cannot be scored on this test split: cannot load" in result.reason
 
 
+@pytest.mark.slow
 def test_regression_metrics_gate(iris_config, tmp_path, iris_run):
     iris_config.gate.thresholds = {"r2": Threshold(lower=0.8), "rmse": Threshold(upper=10)}
-    result = gate(iris_config, str(tmp_path / "run"), _evaluated(tmp_path, loss=49.0, mae=5.0, rmse=7.0, r2=0.85),
-                  _prepared(iris_run))
+    result = gate(
+        iris_config,
+        str(tmp_path / "run"),
+        _evaluated(tmp_path, loss=49.0, mae=5.0, rmse=7.0, r2=0.85),
+        _prepared(iris_run),
+    )
     assert result.blessed, result.reason
 
 
+@pytest.mark.slow
 def test_always_bless_records_the_checks(tmp_path, iris_run):
     config = load_config(IRIS_CONFIG, iris_overrides(tmp_path, gate={"mode": "always_bless"}))
     config.gate.thresholds = {"accuracy": Threshold(lower=0.99)}
@@ -134,16 +150,23 @@ def test_no_thresholds_is_a_config_error_unless_always_bless(tmp_path):
     data["dataset"]["path"] = str(IRIS_CSV)
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=r"gate: Value error, no thresholds: set gate.thresholds and/or gate.change, "
-                                          r"or gate.mode: always_bless"):
+    with pytest.raises(
+        ConfigError,
+        match=r"gate: Value error, no thresholds: set gate.thresholds and/or gate.change, "
+        r"or gate.mode: always_bless",
+    ):
         load_config(config_file)
     assert load_config(config_file, {"gate": {"mode": "always_bless"}}).gate.mode == "always_bless"
 
 
+@pytest.mark.slow
 def test_threshold_on_an_unknown_metric_is_a_config_error(iris_config, tmp_path, iris_run):
     iris_config.gate.thresholds = {"auc": Threshold(lower=0.5)}
-    with pytest.raises(ConfigError, match=r"gate.thresholds.auc: evaluation produced no such metric \(available: "
-                                          r"accuracy, loss\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"gate.thresholds.auc: evaluation produced no such metric \(available: "
+        r"accuracy, loss\)",
+    ):
         gate(iris_config, str(tmp_path / "run"), _evaluated(tmp_path, accuracy=0.9, loss=0.1), _prepared(iris_run))
 
 
@@ -161,14 +184,20 @@ def test_candidate_against_a_weaker_and_a_stronger_champion(tmp_path, iris_run):
     from kest_tasks.orchestration.runner import run_pipeline
 
     weak_root = tmp_path / "weak-models"
-    weak = run_pipeline(IRIS_CONFIG, iris_overrides(tmp_path / "weak", export={"root": str(weak_root)},
-                                                    trainer={"steps": 1}, gate={"mode": "always_bless"}), "weak")
+    weak = run_pipeline(
+        IRIS_CONFIG,
+        iris_overrides(
+            tmp_path / "weak", export={"root": str(weak_root)}, trainer={"steps": 1}, gate={"mode": "always_bless"}
+        ),
+        "weak",
+    )
     assert weak["published_model"] and weak["test_metrics"]["accuracy"] < 0.9
     change = {"accuracy": {"direction": "higher", "absolute": 0.05}}
     strong_run = iris_run["summary"]["run_uri"]
     strong_eval = stages.EVALUATE.load(str(strong_run))
-    against_weak = load_config(IRIS_CONFIG, iris_overrides(tmp_path, export={"root": str(weak_root)},
-                                                           gate={"change": change}))
+    against_weak = load_config(
+        IRIS_CONFIG, iris_overrides(tmp_path, export={"root": str(weak_root)}, gate={"change": change})
+    )
     result = gate(against_weak, str(tmp_path / "strong-vs-weak"), strong_eval, _prepared(iris_run))
     assert result.blessed and result.champion_version == Path(weak["published_model"]).name, result.reason
 

@@ -1,4 +1,5 @@
 """kest_tasks.evaluation.metrics against hand-worked cases and TensorFlow's own metrics."""
+
 import numpy as np
 import pytest
 
@@ -70,8 +71,14 @@ def test_regression_metrics():
 def test_slices_by_feature_value():
     labels = np.array([0, 1, 0, 1])
     outputs = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [0.0, 2.0]])
-    slices = sliced_scores(labels, outputs, ["a", "b"], {"city": np.array([b"x", b"x", b"y", b"y"]),
-                                                         "id": np.arange(4)}, ["city", "id"], max_values=3)
+    slices = sliced_scores(
+        labels,
+        outputs,
+        ["a", "b"],
+        {"city": np.array([b"x", b"x", b"y", b"y"]), "id": np.arange(4)},
+        ["city", "id"],
+        max_values=3,
+    )
     assert set(slices) == {"city=x", "city=y"}
     assert slices["city=x"]["metrics"]["accuracy"] == 1.0 and slices["city=y"]["metrics"]["accuracy"] == 0.5
     assert slices["city=y"]["examples"] == 2

@@ -1,6 +1,7 @@
 """kest under a real Airflow: `airflow standalone` (scheduler, dag-processor, api-server, triggerer; LocalExecutor,
 SQLite) on a free loopback port. Runs are triggered through REST v2 and through the UI's trigger form in headless
 Chromium, and each must end with a published model."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,11 @@ def files(tmp_path_factory):
     """The runs' folders, served over HTTP like the dev stack's artifacts-browser: the UI shows only http(s) links."""
     root = tmp_path_factory.mktemp("kest-files")
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                                "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         yield root, f"http://127.0.0.1:{port}"
     finally:
@@ -39,8 +43,9 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, files):
     root, url = files
-    started = AirflowServer(tmp_path_factory.mktemp("airflow-standalone"),
-                            {"KEST_FILES_ROOT": str(root), "KEST_FILES_URL": url}).start()
+    started = AirflowServer(
+        tmp_path_factory.mktemp("airflow-standalone"), {"KEST_FILES_ROOT": str(root), "KEST_FILES_URL": url}
+    ).start()
     try:
         for dag_id in (DAG, "kest_model_consumer"):
             status, body = started.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
@@ -61,9 +66,12 @@ def _summary(run_folder: str) -> dict:
 
 def test_invalid_params_are_refused_with_400_before_any_run(server):
     runs_before = server.request("GET", f"/api/v2/dags/{DAG}/dagRuns")[1]["total_entries"]
-    for conf, message in [({"trainer__steps": 0}, "trainer__steps: 0 is less than the minimum of 1"),
-                          ({"trainer__kind": "xgboost"}, "trainer__kind"),
-                          ({"model__learning_rate": "fast"}, "model__learning_rate")]:
+    refusals: list[tuple[dict, str]] = [
+        ({"trainer__steps": 0}, "trainer__steps: 0 is less than the minimum of 1"),
+        ({"trainer__kind": "xgboost"}, "trainer__kind"),
+        ({"model__learning_rate": "fast"}, "model__learning_rate"),
+    ]
+    for conf, message in refusals:
         status, body = _trigger(server, conf)
         assert status == 400, (conf, status, body)
         assert message in body["detail"], body
@@ -73,8 +81,10 @@ def test_invalid_params_are_refused_with_400_before_any_run(server):
 
 def test_rest_triggered_run_publishes_the_model(server, files):
     work, files_url = files[0] / "rest", files[1]
-    conf = {"overrides": {"artifact_root": str(work / "artifacts"), "export": {"root": str(work / "models")}},
-            "trainer__steps": 200}
+    conf = {
+        "overrides": {"artifact_root": str(work / "artifacts"), "export": {"root": str(work / "models")}},
+        "trainer__steps": 200,
+    }
     status, triggered = _trigger(server, conf)
     assert status == 200, triggered
     run_id = triggered["dag_run_id"]
@@ -99,7 +109,8 @@ def test_rest_triggered_run_publishes_the_model(server, files):
     status, train_links = server.request("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/train/links")
     assert train_links["extra_links"] == {
         "TensorBoard": f"http://localhost:6006/?runFilter={Path(run_folder).name}#timeseries",
-        "Model dir": f"{files_url}/rest/artifacts/runs/{Path(run_folder).name}/train/"}
+        "Model dir": f"{files_url}/rest/artifacts/runs/{Path(run_folder).name}/train/",
+    }
     status, publish_links = server.request("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/publish/links")
     assert publish_links["extra_links"] == {"Published model": f"{files_url}/rest/models/iris/{published.name}/"}
 
@@ -112,8 +123,10 @@ def test_rest_triggered_run_publishes_the_model(server, files):
     status, runs = server.request("GET", "/api/v2/dags/kest_model_consumer/dagRuns")
     consumer_run = next(r for r in runs["dag_runs"] if r["state"] == "success")
     status, xcom = server.request(
-        "GET", f"/api/v2/dags/kest_model_consumer/dagRuns/{consumer_run['dag_run_id']}/taskInstances/announce/"
-               "xcomEntries/return_value")
+        "GET",
+        f"/api/v2/dags/kest_model_consumer/dagRuns/{consumer_run['dag_run_id']}/taskInstances/announce/"
+        "xcomEntries/return_value",
+    )
     assert status == 200, xcom
     announced = xcom["value"] if isinstance(xcom["value"], list) else json.loads(xcom["value"])
     assert [model["model_uri"] for model in announced] == [str(published)]
@@ -142,9 +155,11 @@ def test_ui_trigger_form_runs_the_pipeline(server, files, tmp_path):
             for section in ("Run", "Dataset", "Evaluate", "Export", "Gate", "Model", "Trainer"):
                 expect(form.get_by_role("button", name=section, exact=True)).to_be_visible()
             # One section open at a time (an accordion): open each before filling its field.
-            for section, field, value in [("Run", "#element_artifact_root", str(work / "artifacts")),
-                                          ("Export", "#element_export__root", str(work / "models")),
-                                          ("Trainer", "[name=element_trainer__steps]", "120")]:
+            for section, field, value in [
+                ("Run", "#element_artifact_root", str(work / "artifacts")),
+                ("Export", "#element_export__root", str(work / "models")),
+                ("Trainer", "[name=element_trainer__steps]", "120"),
+            ]:
                 form.get_by_role("button", name=section, exact=True).click()
                 form.locator(field).fill(value)
             expect(form.get_by_text("Total training steps (global_step to reach).", exact=False)).to_be_visible()
@@ -159,6 +174,7 @@ def test_ui_trigger_form_runs_the_pipeline(server, files, tmp_path):
 
             server.wait_for(lambda: ui_run() is not None, 60, "the run triggered from the form")
             triggered = ui_run()
+            assert triggered is not None
             assert triggered["triggered_by"] == "ui" and triggered["triggering_user_name"] == USER
             assert triggered["conf"]["artifact_root"] == str(work / "artifacts")
             run = server.wait_for_run(DAG, triggered["dag_run_id"], RUN_TIMEOUT)
@@ -175,7 +191,7 @@ def test_ui_trigger_form_runs_the_pipeline(server, files, tmp_path):
             train_folder = re.compile(rf"^{re.escape(files[1])}/ui/artifacts/runs/manual__.*/train/$")
             expect(model_dir).to_have_attribute("href", train_folder)
             page.screenshot(path=str(screenshots / "train-task.png"), full_page=True)
-            page.goto(model_dir.get_attribute("href"))
+            page.goto(model_dir.get_attribute("href") or "")
             expect(page.get_by_role("link", name="checkpoint", exact=True)).to_be_visible()
         finally:
             browser.close()

@@ -1,5 +1,6 @@
 """No Docker engine runs here: the dev stack is checked statically (parsed, every service, volume, variable and
 profile it must have; the image's requirements are the repo's)."""
+
 import re
 
 import yaml
@@ -16,13 +17,23 @@ def _compose() -> dict:
 def test_compose_has_every_service_and_mount():
     compose = _compose()
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "fake-gcs", "airflow-init", "tensorboard", "artifacts-browser",
-                             *AIRFLOW_SERVICES}
+    assert set(services) == {
+        "postgres",
+        "redis",
+        "fake-gcs",
+        "airflow-init",
+        "tensorboard",
+        "artifacts-browser",
+        *AIRFLOW_SERVICES,
+    }
     for name in AIRFLOW_SERVICES:
         service = services[name]
         assert service["build"] == "." and service["image"] == "kest-airflow:dev"
         mounts = {volume.split(":")[1] for volume in service["volumes"]}
-        assert {"/opt/kest/dags", "/opt/kest/configs", "/opt/kest/data", "/opt/kest/artifacts"} <= mounts
+        assert {"/opt/kest/dags", "/opt/kest/plugins", "/opt/kest/artifacts"} <= mounts
+        # The image installs kest (not editable): the bundled config and its data come with the package, and its
+        # default artifact root, ./artifacts in the working directory, is the shared volume.
+        assert service["working_dir"] == "/opt/kest" and "KEST_CONFIG" not in service["environment"]
         environment = service["environment"]
         assert environment["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/kest/dags"
         assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
@@ -64,12 +75,14 @@ def test_secrets_come_from_env_and_example_has_every_variable():
     text = (REPO / "docker-compose.yaml").read_text()
     used = set(re.findall(r"\$\{(\w+)", text))
     example = dict(
-        line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
+        line.split("=", 1)
+        for line in (REPO / ".env.example").read_text().splitlines()
         if line and not line.startswith("#")
     )
     assert {"POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "KEST_TRAIN_QUEUE"} <= used <= set(example)
-    assert all(value in ("change-me", "") or not re.search(r"(?i)secret|password|key", name)
-               for name, value in example.items())
+    assert all(
+        value in ("change-me", "") or not re.search(r"(?i)secret|password|key", name) for name, value in example.items()
+    )
     assert "password" not in text.lower().replace("postgres_password", "")
     ignored = (REPO / ".gitignore").read_text().splitlines()
     assert ".env" in ignored

@@ -1,4 +1,5 @@
 """The DAG itself: it parses without TensorFlow, and real `dag.test()` runs take Iris to a published model."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -69,12 +70,15 @@ def test_trigger_form_fields_come_from_the_config_schema(dag):
     assert dag.params.get_param("model__learning_rate").schema["exclusiveMinimum"] == 0
     # Draft 7 (numeric exclusiveMinimum included) so Airflow's many validations skip the 2020-12 meta-schema.
     assert {dag.params.get_param(name).schema["$schema"] for name in dag.params} == {
-        "http://json-schema.org/draft-07/schema#"}
+        "http://json-schema.org/draft-07/schema#"
+    }
     assert {"config_path", "overrides", "model_name", "dataset__path", "export__root", "gate__mode"} <= set(dag.params)
 
 
-@pytest.mark.parametrize("conf", [{"trainer__steps": 0}, {"trainer__kind": "xgboost"}, {"trainer__steps": "many"},
-                                  {"model__learning_rate": 0}])
+@pytest.mark.parametrize(
+    "conf",
+    [{"trainer__steps": 0}, {"trainer__kind": "xgboost"}, {"trainer__steps": "many"}, {"model__learning_rate": 0}],
+)
 def test_an_invalid_form_value_is_refused_before_any_task(dag, tmp_path, conf):
     from airflow.sdk.definitions.param import ParamValidationError
 
@@ -157,14 +161,21 @@ def test_dag_run_publishes_a_model_that_classifies_iris(dag, tmp_path):
     from airflow.utils.session import create_session
 
     with create_session() as session:  # the publish task announced the model on its Asset
-        events = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                  .filter(AssetModel.uri.like("kest://iris%")).all())
+        events = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.uri.like("kest://iris%"))
+            .all()
+        )
         assert any(event.extra.get("model_uri") == str(published) and event.extra.get("champion") for event in events)
     # The plugin's macros chose the run folder; its extra links were worked out when the tasks finished.
     assert _links(run.run_id) == {
-        "train": {"_link_TensorBoardLink": f"http://localhost:6006/?runFilter={folder.name}#timeseries",
-                  "_link_ModelDirLink": stage_file(folder, stages.TRAIN).as_uri()},
-        "publish": {"_link_PublishedModelLink": published.as_uri()}}
+        "train": {
+            "_link_TensorBoardLink": f"http://localhost:6006/?runFilter={folder.name}#timeseries",
+            "_link_ModelDirLink": stage_file(folder, stages.TRAIN).as_uri(),
+        },
+        "publish": {"_link_PublishedModelLink": published.as_uri()},
+    }
 
     # The published SavedModel on its own: raw named features in, class ids out, over the whole test split.
     tf = import_tensorflow()
@@ -182,8 +193,12 @@ def test_dag_run_publishes_a_model_that_classifies_iris(dag, tmp_path):
     # One task alone, again, on the same run: `airflow tasks test` reuses the finished output.
     airflow = Path(sys.executable).with_name("airflow")
     mtime = stage_file(folder, stages.EVALUATE, layout.METRICS_FILE).stat().st_mtime_ns
-    alone = subprocess.run([str(airflow), "tasks", "test", "kest_pipeline", "evaluate", run.run_id],
-                           capture_output=True, text=True, timeout=600)
+    alone = subprocess.run(
+        [str(airflow), "tasks", "test", "kest_pipeline", "evaluate", run.run_id],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert alone.returncode == 0, alone.stdout[-3000:] + alone.stderr[-3000:]
     assert "already done" in alone.stdout + alone.stderr
     assert stage_file(folder, stages.EVALUATE, layout.METRICS_FILE).stat().st_mtime_ns == mtime
@@ -238,22 +253,30 @@ def _penguins_csv(path: Path) -> Path:
 
 @pytest.mark.slow
 def test_dag_run_on_a_csv_with_string_features(dag, tmp_path):
-    overrides = iris_overrides(tmp_path, dataset={"path": str(_penguins_csv(tmp_path / "penguins.csv")),
-                                                  "label": "species"},
-                               model={"builder": "tabular"})
+    overrides = iris_overrides(
+        tmp_path,
+        dataset={"path": str(_penguins_csv(tmp_path / "penguins.csv")), "label": "species"},
+        model={"builder": "tabular"},
+    )
     overrides["model_name"] = "penguins"
     run = dag.test(run_conf={"overrides": overrides})
     assert run.state == "success", _states(run)
     folder = _run_folder(tmp_path / "artifacts")
     schema = json.loads(stage_file(folder, stages.PREPARE, layout.SCHEMA_FILE).read_text())
     assert {f["name"]: f["type"] for f in schema["features"]} == {
-        "island": "string", "bill_length": "float", "flipper": "int", "sex": "string"}
+        "island": "string",
+        "bill_length": "float",
+        "flipper": "int",
+        "sex": "string",
+    }
     summary = json.loads((folder / layout.SUMMARY_FILE).read_text())
     published = Path(summary["published_model"])
     from kest_tasks.serving.infra_validation import query_in_fresh_process
 
-    answer = query_in_fresh_process(published, {"island": ["biscoe", "torgersen"], "bill_length": [47.0, 38.0],
-                                                "flipper": [218, 189], "sex": ["male", ""]})
+    answer = query_in_fresh_process(
+        published,
+        {"island": ["biscoe", "torgersen"], "bill_length": [47.0, 38.0], "flipper": [218, 189], "sex": ["male", ""]},
+    )
     assert answer["outputs"]["serving_default"]["classes"] == ["gentoo", "adelie"]
 
 

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from kest_tasks.core import layout
 from kest_tasks.core.execution import load_run_config
 from kest_tasks.orchestration.runner import configure, format_summary
@@ -16,6 +18,7 @@ def test_configure_freezes_the_config_for_the_whole_run(tmp_path):
     assert json.loads(open(first.config_uri).read())["model_name"] == "iris"
 
 
+@pytest.mark.slow
 def test_summary_of_the_session_run(iris_run):
     summary = iris_run["summary"]
     text = format_summary(summary)

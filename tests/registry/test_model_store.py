@@ -1,6 +1,7 @@
 """Object stores: the local folder and GCS (a real HTTP emulator), their compare-and-swap and whole-tree publish,
 and publishing to GCS end to end: champion CAS between concurrent publishers, an emulator stopped mid-upload,
 idempotent re-publish."""
+
 import shutil
 import threading
 from pathlib import Path
@@ -43,7 +44,7 @@ def test_stores_share_one_client_per_endpoint(gcs, monkeypatch):
 def test_two_claims_from_the_same_champion_cannot_both_win(tmp_path, gcs):
     for store in _stores(tmp_path, gcs):
         store.put_json("m/champion.json", {"version": "old"}, if_token=None)
-        outcomes = []
+        outcomes: list[tuple[bool, str]] = []
 
         def claim(version, store=store, outcomes=outcomes):
             outcomes.append(claim_champion(store, "m", {"version": version}, expected="old"))
@@ -74,8 +75,10 @@ def _results(iris_run, run_uri=None):
 
 
 def _gcs_config(tmp_path, gcs, retry_seconds=30.0):
-    return load_config(IRIS_CONFIG, iris_overrides(tmp_path, export={
-        "root": f"gs://{gcs.bucket}/prod", "gcs_retry_seconds": retry_seconds}))
+    return load_config(
+        IRIS_CONFIG,
+        iris_overrides(tmp_path, export={"root": f"gs://{gcs.bucket}/prod", "gcs_retry_seconds": retry_seconds}),
+    )
 
 
 def _other_run(iris_run, name: str) -> str:
@@ -94,10 +97,14 @@ def test_publish_to_gcs_then_load_the_model_back(tmp_path, gcs, iris_run):
     result = publish(config, run_uri, exported, blessing, evaluated, reported)
     assert result.champion and result.model_uri == f"gs://{gcs.bucket}/prod/iris/{result.version}"
     store = open_store(config.export.root)
+    assert isinstance(store, GcsStore)
     champion = store.read_json("iris/champion.json")[0]
     assert champion["model_uri"] == result.model_uri and champion["version"] == result.version
-    local_files = sorted(p.relative_to(exported.saved_model_uri).as_posix()
-                         for p in Path(exported.saved_model_uri).rglob("*") if p.is_file())
+    local_files = sorted(
+        p.relative_to(exported.saved_model_uri).as_posix()
+        for p in Path(exported.saved_model_uri).rglob("*")
+        if p.is_file()
+    )
     published = sorted(name for name in store._objects(f"iris/{result.version}"))
     assert published == sorted(local_files + ["kest_publish.json", "report.html"])
     assert not store._objects("iris/.staging")  # staging objects are removed after promotion

@@ -1,4 +1,5 @@
 """publish: a blessed export becomes a version in the model store and, if it still beats the champion, champion."""
+
 import json
 import shutil
 from pathlib import Path

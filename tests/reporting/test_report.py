@@ -1,5 +1,6 @@
 """report.html: self-contained, with the data summary, training curves, confusion matrix or residuals, the gate
 table and the model's destination; published beside the model."""
+
 import base64
 import re
 import shutil
@@ -21,7 +22,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 class _Outline(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
-        self.headings, self.images, self._in_heading = [], [], False
+        self.headings: list[str] = []
+        self.images: list[dict[str, str | None]] = []
+        self._in_heading = False
 
     def handle_starttag(self, tag, attrs):
         self._in_heading = tag in ("h1", "h2")
@@ -43,15 +46,21 @@ def _outline(path: Path) -> _Outline:
 def _png(image: dict) -> bytes:
     prefix = "data:image/png;base64,"
     assert image["src"].startswith(prefix), "images are embedded, the file stands alone"
-    return base64.b64decode(image["src"][len(prefix):])
+    return base64.b64decode(image["src"][len(prefix) :])
 
 
 def test_classification_report_is_published_beside_the_model(iris_run):
     summary = iris_run["summary"]
     report = Path(summary["report"])
     outline = _outline(report)
-    assert outline.headings[1:] == ["Data", "Test metrics", "Gate", "Where the model went", "Training",
-                                    "Confusion matrix"]
+    assert outline.headings[1:] == [
+        "Data",
+        "Test metrics",
+        "Gate",
+        "Where the model went",
+        "Training",
+        "Confusion matrix",
+    ]
     assert [image["alt"] for image in outline.images] == ["Training", "Confusion matrix"]
     assert all(_png(image).startswith(PNG_SIGNATURE) for image in outline.images)
     text = report.read_text()
@@ -68,9 +77,20 @@ def test_the_report_renders_in_headless_chromium(iris_run, tmp_path):
     chromium = shutil.which("chromium")
     assert chromium, "headless Chromium is needed: `make test` installs Debian's chromium package"
     screenshot = tmp_path / "report.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={screenshot}",
-                    "--window-size=1200,2400", Path(iris_run["summary"]["report"]).as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={screenshot}",
+            "--window-size=1200,2400",
+            Path(iris_run["summary"]["report"]).as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     pixels = matplotlib.image.imread(screenshot)
     assert pixels.shape[:2] == (2400, 1200)
     inked = (pixels[..., :3] < 0.9).any(axis=-1)
@@ -88,8 +108,13 @@ def test_training_curves_come_from_the_event_files(iris_run):
 
 def test_regression_report_has_a_residual_plot(tmp_path):
     data = regression_csv(tmp_path / "prices.csv")
-    summary = run_iris(tmp_path, dataset={"path": str(data), "label": "price"}, model={"builder": "tabular"},
-                       trainer={"kind": "native", "steps": 200}, thresholds={"rmse": {"upper": 1e9}})
+    summary = run_iris(
+        tmp_path,
+        dataset={"path": str(data), "label": "price"},
+        model={"builder": "tabular"},
+        trainer={"kind": "native", "steps": 200},
+        thresholds={"rmse": {"upper": 1e9}},
+    )
     outline = _outline(Path(summary["report"]))
     assert [image["alt"] for image in outline.images] == ["Training", "Residuals"]
     assert all(_png(image).startswith(PNG_SIGNATURE) for image in outline.images)

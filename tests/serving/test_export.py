@@ -10,8 +10,12 @@ pytestmark = pytest.mark.slow
 
 def test_serving_signature_takes_raw_named_features(iris_run):
     published = Path(iris_run["summary"]["published_model"])
-    rows = {"sepal_length": [5.1, 6.7], "sepal_width": [3.5, 3.0], "petal_length": [1.4, 5.2],
-            "petal_width": [0.2, 2.3]}
+    rows = {
+        "sepal_length": [5.1, 6.7],
+        "sepal_width": [3.5, 3.0],
+        "petal_length": [1.4, 5.2],
+        "petal_width": [0.2, 2.3],
+    }
     answer = query_in_fresh_process(published, rows)
     outputs = answer["outputs"]["serving_default"]
     assert outputs["classes"] == ["setosa", "virginica"]
@@ -69,11 +73,23 @@ def test_infra_validation_catches_a_broken_signature(tmp_path):
 
     module.serve, module.predict_examples = serve, predict_examples
     saved = tmp_path / layout.SAVED_MODEL_FOLDER
-    tf.saved_model.save(module, str(saved), signatures={"serving_default": serve.get_concrete_function(),
-                                                        "predict_examples": predict_examples.get_concrete_function()})
-    examples = [tf.train.Example(features=tf.train.Features(feature={
-        "x": tf.train.Feature(float_list=tf.train.FloatList(value=[value]))})).SerializeToString()
-        for value in (1.0, 2.0)]
-    with pytest.raises(ExportError, match=r"signature 'predict_examples': output 'predictions' differs from the "
-                                          r"trained model: 3.0 != 2.0"):
+    tf.saved_model.save(
+        module,
+        str(saved),
+        signatures={
+            "serving_default": serve.get_concrete_function(),
+            "predict_examples": predict_examples.get_concrete_function(),
+        },
+    )
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=[value]))})
+        ).SerializeToString()
+        for value in (1.0, 2.0)
+    ]
+    with pytest.raises(
+        ExportError,
+        match=r"signature 'predict_examples': output 'predictions' differs from the "
+        r"trained model: 3.0 != 2.0",
+    ):
         infra_validate(saved, {"x": [1.0, 2.0]}, examples, {"predictions": [2.0, 4.0]})

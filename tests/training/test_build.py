@@ -59,8 +59,9 @@ def _schema(*names, types=None):
 
 
 def test_inputs_named_after_features_are_fed_by_name():
-    plan = plan_model_inputs([InputSpec(name="b", shape=[None, 1]), InputSpec(name="a", shape=[None, 1])],
-                             _schema("a", "b"))
+    plan = plan_model_inputs(
+        [InputSpec(name="b", shape=[None, 1]), InputSpec(name="a", shape=[None, 1])], _schema("a", "b")
+    )
     assert plan.mode == "by_name" and plan.features == ["b", "a"]
 
 

@@ -1,4 +1,5 @@
 """Distribution: strategies from the config, and real clusters over loopback (chief + worker, chief + worker + ps)."""
+
 import json
 import os
 import socket
@@ -38,13 +39,22 @@ def test_unknown_distribution_is_a_config_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trainer", [
-    {"kind": "keras"}, {"kind": "native"}, {"kind": "premade", "premade": {"type": "dnn_linear"}},
-    {"kind": "model_fn", "model_fn": "custom_model_fn:model_fn"},
-], ids=["keras", "native", "premade", "model_fn"])
+@pytest.mark.parametrize(
+    "trainer",
+    [
+        {"kind": "keras"},
+        {"kind": "native"},
+        {"kind": "premade", "premade": {"type": "dnn_linear"}},
+        {"kind": "model_fn", "model_fn": "custom_model_fn:model_fn"},
+    ],
+    ids=["keras", "native", "premade", "model_fn"],
+)
 def test_mirrored_strategy_trains_every_kind(tmp_path, trainer):
-    overrides = iris_overrides(tmp_path, trainer={**trainer, "steps": 100, "distribution": "mirrored"},
-                               model={"code_dir": str(REPO / "examples")})
+    overrides = iris_overrides(
+        tmp_path,
+        trainer={**trainer, "steps": 100, "distribution": "mirrored"},
+        model={"code_dir": str(REPO / "examples")},
+    )
     run_uri = configure(IRIS_CONFIG, overrides, "mirrored").run_uri
     run_stage("prepare", run_uri)
     run_stage("build", run_uri)
@@ -52,12 +62,29 @@ def test_mirrored_strategy_trains_every_kind(tmp_path, trainer):
 
 
 def _start_task(tmp_path, run_id: str, cluster: dict, task_type: str) -> subprocess.Popen:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-           "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task_type, "index": 0}})}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task_type, "index": 0}}),
+    }
     return subprocess.Popen(
-        [sys.executable, "-m", "kest_tasks", "stage", "train", "--run-id", run_id,
-         "--config", str(IRIS_CONFIG), "--set", f"artifact_root={tmp_path / 'artifacts'}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "kest_tasks",
+            "stage",
+            "train",
+            "--run-id",
+            run_id,
+            "--config",
+            str(IRIS_CONFIG),
+            "--set",
+            f"artifact_root={tmp_path / 'artifacts'}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -76,8 +103,9 @@ def _finish(processes: list[subprocess.Popen]) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["keras", "native"])
 def test_multi_worker_training_on_loopback_then_export(tmp_path, kind):
-    overrides = iris_overrides(tmp_path, trainer={"kind": kind, "steps": 200, "checkpoint_steps": 50,
-                                                  "distribution": "multi_worker"})
+    overrides = iris_overrides(
+        tmp_path, trainer={"kind": kind, "steps": 200, "checkpoint_steps": 50, "distribution": "multi_worker"}
+    )
     run_uri = configure(IRIS_CONFIG, overrides, "multi-worker").run_uri
     run_stage("prepare", run_uri)
     run_stage("build", run_uri)
@@ -92,13 +120,17 @@ def test_multi_worker_training_on_loopback_then_export(tmp_path, kind):
 
 @pytest.mark.slow
 def test_parameter_server_cluster_on_loopback_then_export(tmp_path):
-    overrides = iris_overrides(tmp_path, trainer={"steps": 200, "checkpoint_steps": 50,
-                                                  "distribution": "parameter_server"})
+    overrides = iris_overrides(
+        tmp_path, trainer={"steps": 200, "checkpoint_steps": 50, "distribution": "parameter_server"}
+    )
     run_uri = configure(IRIS_CONFIG, overrides, "ps").run_uri
     run_stage("prepare", run_uri)
     run_stage("build", run_uri)
-    cluster = {"chief": [f"127.0.0.1:{_free_port()}"], "worker": [f"127.0.0.1:{_free_port()}"],
-               "ps": [f"127.0.0.1:{_free_port()}"]}
+    cluster = {
+        "chief": [f"127.0.0.1:{_free_port()}"],
+        "worker": [f"127.0.0.1:{_free_port()}"],
+        "ps": [f"127.0.0.1:{_free_port()}"],
+    }
     ps = _start_task(tmp_path, "ps", cluster, "ps")  # a parameter server serves until it is stopped
     try:
         outputs = _finish([_start_task(tmp_path, "ps", cluster, task) for task in ("chief", "worker")])

@@ -1,4 +1,5 @@
 """Fault recovery: training killed with SIGKILL mid-run resumes from its last checkpoint on retry."""
+
 import logging
 import os
 import re
@@ -33,9 +34,22 @@ def test_kill_9_then_retry_resumes_at_the_checkpoint_and_stops_at_the_configured
     run_stage("build", run_uri)
     model_dir = stage_file(run_uri, stages.TRAIN)
     training = subprocess.Popen(
-        [sys.executable, "-m", "kest_tasks", "stage", "train", "--run-id", "kill-test",
-         "--config", str(IRIS_CONFIG), "--set", f"artifact_root={tmp_path / 'artifacts'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        [
+            sys.executable,
+            "-m",
+            "kest_tasks",
+            "stage",
+            "train",
+            "--run-id",
+            "kill-test",
+            "--config",
+            str(IRIS_CONFIG),
+            "--set",
+            f"artifact_root={tmp_path / 'artifacts'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     deadline = time.monotonic() + 240
     try:

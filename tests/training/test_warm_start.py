@@ -1,4 +1,5 @@
 """Warm start from the published champion: every kind, both export formats, and the refusals."""
+
 import json
 import logging
 from pathlib import Path
@@ -25,8 +26,10 @@ def _train(tmp_path, export_root: str, run_id: str, **trainer) -> dict:
 
 def _champion(iris_run) -> dict:
     root = Path(iris_run["config"].export.root) / "iris"
-    return {"export_root": iris_run["config"].export.root,
-            "version": json.loads((root / layout.CHAMPION_FILE).read_text())["version"]}
+    return {
+        "export_root": iris_run["config"].export.root,
+        "version": json.loads((root / layout.CHAMPION_FILE).read_text())["version"],
+    }
 
 
 @pytest.mark.parametrize("kind", ["keras", "native"])
@@ -42,8 +45,9 @@ def test_one_step_from_the_champion_keeps_its_accuracy(tmp_path, iris_run, kind)
 
 def test_native_champion_warm_starts_the_keras_kind(tmp_path):
     models = str(tmp_path / "models")
-    first = run_pipeline(IRIS_CONFIG, iris_overrides(tmp_path / "first", export={"root": models},
-                                                     trainer={"kind": "native"}), "first")
+    first = run_pipeline(
+        IRIS_CONFIG, iris_overrides(tmp_path / "first", export={"root": models}, trainer={"kind": "native"}), "first"
+    )
     assert first["blessed"]
     warm = _train(tmp_path / "second", models, "second", kind="keras", steps=1)
     assert warm["train"]["warm_started_from"] == Path(first["published_model"]).name
@@ -71,14 +75,21 @@ def test_no_champion_yet_starts_cold_and_says_so(tmp_path, caplog):
     assert "has no champion yet; starting from initial weights" in caplog.text
 
 
-@pytest.mark.parametrize("trainer, model", [
-    ({"kind": "premade", "premade": {"type": "dnn"}}, {}),
-    ({"kind": "keras"}, {"builder": "tabular"}),
-])
+@pytest.mark.parametrize(
+    "trainer, model",
+    [
+        ({"kind": "premade", "premade": {"type": "dnn"}}, {}),
+        ({"kind": "keras"}, {"builder": "tabular"}),
+    ],
+)
 def test_a_champion_of_another_architecture_is_a_config_error(tmp_path, iris_run, trainer, model):
     champion = _champion(iris_run)
-    overrides = iris_overrides(tmp_path, export={"root": champion["export_root"]}, model=model,
-                               trainer={"warm_start": "champion", "steps": 5, **trainer})
+    overrides = iris_overrides(
+        tmp_path,
+        export={"root": champion["export_root"]},
+        model=model,
+        trainer={"warm_start": "champion", "steps": 5, **trainer},
+    )
     run_uri = configure(IRIS_CONFIG, overrides, "other").run_uri
     run_stage("prepare", run_uri)
     run_stage("build", run_uri)

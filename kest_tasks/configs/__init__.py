@@ -1,0 +1,1 @@
+"""The bundled config (Iris) and its dataset, shipped as package data."""
