@@ -115,12 +115,12 @@ def test_every_record_is_byte_identical_to_protobuf(table):
     for (name, kind), column in zip(columns, values):
         present = np.array([value is not None for value in column])
         if kind == "float":
-            feature = examples.float_feature(np.array([0.0 if v is None else v for v in column], dtype=np.float32))
+            part = examples.float_feature(np.array([0.0 if v is None else v for v in column], dtype=np.float32))
         elif kind == "int":
-            feature = examples.int64_feature(np.array([0 if v is None else v for v in column], dtype=np.int64))
+            part = examples.int64_feature(np.array([0 if v is None else v for v in column], dtype=np.int64))
         else:
-            feature = examples.bytes_feature(_strings([b"" if v is None else v for v in column]))
-        entries.append(examples.map_entry(name, feature, present))
+            part = examples.bytes_feature(_strings([b"" if v is None else v for v in column]))
+        entries.append(examples.map_entry(name, part, present))
     data, count = examples.tfrecords(entries)
     expected = []
     for row in range(len(values[0])):
