@@ -330,7 +330,7 @@ def _tfds_chunks(dataset: DatasetConfig) -> Iterator[Chunk]:
     origin = f"tfds:{source.name}/{source.split} in {source.data_dir}"
     try:
         loaded = tfds.load(source.name, split=source.split, data_dir=source.data_dir, download=False)
-    except Exception as error:  # TFDS raises many kinds; all mean "not loadable from this data_dir"
+    except Exception as error:  # noqa: BLE001 - TFDS raises many kinds; all mean "not loadable from this data_dir"
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"{origin}: cannot load without downloading: {first}") from None
     row = 1
@@ -410,7 +410,7 @@ def _tfrecord_keys(records: Any, path: Path, column_types: dict[str, pa.DataType
     for index, record in enumerate(records, start=1):
         try:
             example = tf.train.Example.FromString(record.numpy())
-        except Exception:  # protobuf's DecodeError and friends: the record is not a tf.train.Example
+        except Exception:  # noqa: BLE001 - protobuf DecodeError and friends: the record is not a tf.train.Example
             raise DataError(f"{path} record {index}: not a serialized tf.train.Example") from None
         for key, feature in example.features.feature.items():
             kind = feature.WhichOneof("kind")

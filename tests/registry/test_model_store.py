@@ -127,7 +127,7 @@ def test_concurrent_publishers_one_champion_no_data_lost(tmp_path, gcs, iris_run
     def run_publish(run_uri):
         try:
             results.append(publish(config, run_uri, exported, blessing, evaluated, reported))
-        except Exception as error:  # surfaced by the assertion below
+        except Exception as error:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(error)
 
     threads = [threading.Thread(target=run_publish, args=(run_uri,)) for run_uri in runs]
