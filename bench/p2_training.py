@@ -59,12 +59,11 @@ def _fit_window_rate(model, dataset) -> float:
 
 
 def measure() -> dict[str, dict]:
+    from kest_tasks.core.results import BuildResult, PrepareResult
     from kest_tasks.core.tfenv import import_tensorflow
-    from kest_tasks.data.prepare import PrepareResult
     from kest_tasks.data.schema import Schema
     from kest_tasks.data.tfdata import read_examples
     from kest_tasks.orchestration.runner import run_stage
-    from kest_tasks.training.build import BuildResult
 
     tf = import_tensorflow()
     with tempfile.TemporaryDirectory(prefix="kest-bench-p2-") as work:

@@ -22,11 +22,12 @@ REPEATS = 3
 
 
 def measure() -> dict[str, dict]:
-    from kest_tasks.data.prepare import PrepareResult
+    from kest_tasks.core.layout import RunLayout
+    from kest_tasks.core.results import BuildResult, PrepareResult
+    from kest_tasks.core.stages import EVALUATE
     from kest_tasks.data.schema import Schema
     from kest_tasks.data.tfdata import read_examples
     from kest_tasks.orchestration.runner import run_stage
-    from kest_tasks.training.build import BuildResult
     from kest_tasks.training.native import restored_model
 
     with tempfile.TemporaryDirectory(prefix="kest-bench-p3-") as work:
@@ -39,7 +40,7 @@ def measure() -> dict[str, dict]:
 
         kest_times, keras_times = [], []
         for _ in range(REPEATS):
-            eval_dir = Path(run_uri) / "eval"
+            eval_dir = RunLayout(run_uri).stage_dir(EVALUATE.folder)
             if eval_dir.exists():  # evaluate reuses a finished result; each repeat must do the work
                 shutil.rmtree(eval_dir)
             started = time.perf_counter()

@@ -71,13 +71,14 @@ def _run_kest(work: Path, name: str, data: Path, trainer: dict) -> Path:
 
 
 def _split(run: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    from kest_tasks.core.stages import PREPARE
     from kest_tasks.data.schema import Schema
     from kest_tasks.data.tfdata import read_examples
 
-    prepared = json.loads((run / "data" / "result.json").read_text())
-    schema = Schema.load(prepared["schema_uri"])
+    prepared = PREPARE.load(str(run))
+    schema = Schema.of(prepared)
     xs, ys = [], []
-    for features, labels in read_examples(prepared["files"][split], schema, prepared["compression"], 10_000):
+    for features, labels in read_examples(prepared.files[split], schema, prepared.compression, 10_000):
         xs.append(np.stack([features[key].numpy() for key in schema.feature_keys], axis=1))
         ys.append(labels.numpy())
     return np.concatenate(xs), np.concatenate(ys)
@@ -88,7 +89,9 @@ def _r2(truth: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def _kest_metrics(run: Path) -> dict[str, float]:
-    return json.loads((run / "eval" / "metrics.json").read_text())["metrics"]
+    from kest_tasks.core.stages import EVALUATE
+
+    return json.loads(Path(EVALUATE.load(str(run)).metrics_uri).read_text())["metrics"]
 
 
 def measure() -> dict[str, dict]:

@@ -1,6 +1,6 @@
 """The baseline for P5: the seed's tutorial as one bare script (import, convert, train 500 steps, evaluate).
 
-Run as `python bench/seed_tutorial.py <model_dir>`; reads data/iris.csv like kest does.
+Run as `python bench/seed_tutorial.py <model_dir>`; reads the bundled kest_tasks/configs/iris.csv like kest does.
 """
 
 import csv
@@ -16,7 +16,7 @@ CLASSES = ["setosa", "versicolor", "virginica"]
 
 
 def main(model_dir: str) -> None:
-    rows = list(csv.reader(open(Path(__file__).resolve().parent.parent / "data" / "iris.csv")))[1:]
+    rows = list(csv.reader(open(Path(__file__).resolve().parent.parent / "kest_tasks" / "configs" / "iris.csv")))[1:]
     features = np.array([[float(v) for v in row[:4]] for row in rows], dtype=np.float32)
     labels = np.array([CLASSES.index(row[4]) for row in rows], dtype=np.int64)
     model = tf.keras.models.Sequential(

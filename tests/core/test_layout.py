@@ -20,11 +20,11 @@ def test_stage_folders_are_named_after_their_stages(tmp_path):
 
 
 def test_a_legacy_folder_is_used_only_when_the_new_one_is_absent(tmp_path):
-    run = RunLayout(str(tmp_path))
-    (tmp_path / "eval").mkdir()
-    assert run.stage_dir("evaluate") == tmp_path / "eval"
-    (tmp_path / "evaluate").mkdir()
-    assert run.stage_dir("evaluate") == tmp_path / "evaluate"
+    run, legacy = RunLayout(str(tmp_path)), LEGACY_STAGE_FOLDERS[stages.EVALUATE.name]
+    (tmp_path / legacy).mkdir()
+    assert run.stage_dir(stages.EVALUATE.folder) == tmp_path / legacy
+    (tmp_path / stages.EVALUATE.folder).mkdir()
+    assert run.stage_dir(stages.EVALUATE.folder) == tmp_path / stages.EVALUATE.folder
 
 
 def test_version_names_sort_by_export_time_and_are_stable_per_run():

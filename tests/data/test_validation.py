@@ -4,7 +4,9 @@ import json
 
 import pytest
 
+from kest_tasks.core import stages
 from kest_tasks.data.prepare import DataError, prepare
+from tests.helpers import stage_file
 
 BASE = "size,colour,label\n" + "".join(
     f"{i * 0.5},{'red' if i % 2 else 'blue'},{'a' if i % 3 else 'b'}\n" for i in range(90)
@@ -31,7 +33,7 @@ def _run(config, tmp_path, text, name="new.csv"):
 def _error(config, tmp_path, text):
     with pytest.raises(DataError) as raised:
         _run(config, tmp_path, text)
-    assert not (tmp_path / "run-new.csv" / "data").exists()
+    assert not stage_file(tmp_path / "run-new.csv", stages.PREPARE).exists()
     return str(raised.value)
 
 
