@@ -1,5 +1,6 @@
 """The package as users install it (not editable): the bundled config and its data ship inside it."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,7 +14,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wheel")
+    """The wheel, built from a copy of the sources (pip builds in the source tree and would leave build/ there)."""
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "kest_tasks", source / "kest_tasks", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
         [
             sys.executable,
@@ -25,7 +30,7 @@ def wheel(tmp_path_factory):
             "--no-build-isolation",
             "-w",
             str(out),
-            str(REPO),
+            str(source),
         ],
         check=True,
         capture_output=True,

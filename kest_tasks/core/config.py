@@ -7,7 +7,6 @@ thing whatever the working directory of the process that reads it (an Airflow wo
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,20 +21,7 @@ from pydantic import (
 )
 
 from kest_tasks.core.errors import ConfigError
-
-SAFE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-_SAFE_NAME = re.compile(SAFE_NAME_PATTERN)
-
-
-def check_safe_name(value: str, what: str) -> str:
-    """Return `value` if it can safely become one path component, else raise ValueError naming `what`."""
-    if not _SAFE_NAME.match(value) or ".." in value:
-        raise ValueError(
-            f"{what} {value!r} is not a safe name: use letters, digits, '.', '_' or '-' "
-            f"(starting with a letter or digit, no '..', at most 128 characters)"
-        )
-    return value
-
+from kest_tasks.core.layout import check_safe_name
 
 # Trainer kinds that train the Keras model the build stage makes (the others build an Estimator in train).
 KERAS_KINDS = ("keras", "native")

@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from kest_tasks.core.config import check_safe_name
 from kest_tasks.core.files import local_path
 
 RUNS_FOLDER = "runs"
@@ -57,6 +56,21 @@ REPORT_FILE = "report.html"
 CHAMPION_FILE = "champion.json"
 CHAMPION_HISTORY_FOLDER = "champions"
 PUBLISH_RECORD = "kest_publish.json"
+
+# Names that become one path component (model names, run ids): no separators, no `..`.
+SAFE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_SAFE_NAME = re.compile(SAFE_NAME_PATTERN)
+
+
+def check_safe_name(value: str, what: str) -> str:
+    """Return `value` if it can safely become one path component, else raise ValueError naming `what`."""
+    if not _SAFE_NAME.match(value) or ".." in value:
+        raise ValueError(
+            f"{what} {value!r} is not a safe name: use letters, digits, '.', '_' or '-' "
+            f"(starting with a letter or digit, no '..', at most 128 characters)"
+        )
+    return value
+
 
 # Stage folders of runs written before stage folders took their stage's name.
 LEGACY_STAGE_FOLDERS = {"prepare": "data", "build": "model", "evaluate": "eval"}
