@@ -29,3 +29,10 @@ def test_every_path_the_docs_name_exists():
             re.findall(r"`((?:kest_tasks|dags|plugins|tests|bench|examples)/[\w/.-]+\.(?:py|json|yaml))`", text)
         ):
             assert (REPO / path).exists(), f"{page.name} names {path}, which does not exist"
+
+
+def test_the_architecture_page_shows_the_registry_as_it_is():
+    from kest_tasks.core.stages import stage_table
+
+    page = (REPO / "docs" / "architecture.md").read_text()
+    assert stage_table() in page, "docs/architecture.md: paste the output of kest_tasks.core.stages.stage_table()"

@@ -138,6 +138,17 @@ def stage(name: str) -> StageSpec[Any]:
     return BY_NAME[name]
 
 
+def stage_table() -> str:
+    """The registry as a Markdown table, for the docs (docs/architecture.md holds it; a test keeps it current)."""
+    rows = ["| stage | code | takes | needs blessing | does |", "|---|---|---|---|---|"]
+    for spec in STAGES:
+        takes = ", ".join(f"{argument} ← {upstream}" for argument, upstream in spec.inputs.items()) or "—"
+        rows.append(
+            f"| {spec.name} | `{spec.run}` | {takes} | {'yes' if spec.needs_blessing else 'no'} | {spec.summary} |"
+        )
+    return "\n".join(rows)
+
+
 def optional_inputs(spec: StageSpec[Any]) -> set[str]:
     """Inputs that are None when the model was not blessed: outputs of stages that need blessing, taken by a stage
     that does not."""
