@@ -37,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run every stage of the pipeline in this process")
     summary = commands.add_parser("summary", help="print the latest run's test metrics, gate and model")
-    for sub in (run, summary):
+    stage = commands.add_parser("stage", help="run one stage of a run (configures the run if it is new)")
+    stage.add_argument("name", help=", ".join(BY_NAME))
+    stage.add_argument("--run-id", required=True, help="the run folder name")
+    run.add_argument("--run-id", default=None, help="run folder name (default: cli__<UTC time>)")
+    for sub in (run, summary, stage):
         sub.add_argument("--config", default=default_config_path(), help="pipeline config (YAML or JSON)")
         sub.add_argument(
             "--set",
@@ -45,21 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="override a config value, e.g. --set trainer.steps=200 (repeatable)",
+            help="override a config value, e.g. --set trainer.steps=200 (repeatable; for `stage`, used only when "
+            "the run is new)",
         )
-    run.add_argument("--run-id", default=None, help="run folder name (default: cli__<UTC time>)")
-    stage = commands.add_parser("stage", help="run one stage of a run (configures the run if it is new)")
-    stage.add_argument("name", help=", ".join(BY_NAME))
-    stage.add_argument("--run-id", required=True, help="the run folder name")
-    stage.add_argument("--config", default=default_config_path(), help="pipeline config (YAML or JSON)")
-    stage.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value (used only when the run is new)",
-    )
     return parser
 
 
