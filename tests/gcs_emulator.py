@@ -75,14 +75,14 @@ def free_port() -> int:
 
 
 class Emulator:
-    """The emulator on a loopback port, storing objects in `data_dir` so a restart keeps them."""
+    """The emulator on a loopback port, storing objects in `data_dir` so a restart keeps them (or in memory)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path | None, bucket: str = BUCKET) -> None:
         enforce_generation_preconditions()
         self.port = free_port()
         self.data_dir = data_dir
         self.server: Any = None
-        self.bucket = BUCKET
+        self.bucket = bucket
 
     @property
     def host(self) -> str:
@@ -90,7 +90,11 @@ class Emulator:
 
     def start(self) -> None:
         self.server = emulator_server.create_server(
-            "127.0.0.1", self.port, in_memory=False, default_bucket=BUCKET, data_dir=str(self.data_dir)
+            "127.0.0.1",
+            self.port,
+            in_memory=self.data_dir is None,
+            default_bucket=self.bucket,
+            data_dir=str(self.data_dir) if self.data_dir else None,
         )
         self.server.start()
 

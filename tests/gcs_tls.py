@@ -20,12 +20,13 @@ import ssl
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import trustme
 from gcp_storage_emulator import server as emulator_server
 from gcp_storage_emulator.handlers import objects
 
-from tests.gcs_emulator import enforce_generation_preconditions, free_port
+from tests.gcs_emulator import Emulator, enforce_generation_preconditions, free_port
 
 GOOGLE_HOSTS = ("www.googleapis.com", "storage.googleapis.com")
 _patched: dict[str, Any] = {}
@@ -66,8 +67,8 @@ def patch_emulator_for_tensorflow() -> None:
 
     def insert(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
         result = original_insert(request, response, storage, *args, **kwargs)
-        location = response._headers.get("Location") if hasattr(response, "_headers") else None
-        if location and location.startswith("http://") and urlhost(location) in GOOGLE_HOSTS:
+        location = response._headers.get("Location")
+        if location and location.startswith("http://") and urlsplit(location).hostname in GOOGLE_HOSTS:
             response["Location"] = "https://" + location[len("http://") :]
         return result
 
@@ -76,10 +77,6 @@ def patch_emulator_for_tensorflow() -> None:
             if handler is original_insert:
                 handlers[method] = insert
     objects.insert = insert
-
-
-def urlhost(url: str) -> str:
-    return url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
 
 
 class TlsProxy:
@@ -169,18 +166,17 @@ class TensorFlowGcs:
 
     def __init__(self, folder: Path, bucket: str = "kest-runs") -> None:
         patch_emulator_for_tensorflow()
+        self.emulator = Emulator(None, bucket)
         self.bucket = bucket
-        self.port = free_port()
-        self.server: Any = emulator_server.create_server("127.0.0.1", self.port, in_memory=True, default_bucket=bucket)
-        self.proxy = TlsProxy(self.port, folder)
+        self.proxy = TlsProxy(self.emulator.port, folder)
 
     def start(self) -> None:
-        self.server.start()
+        self.emulator.start()
         self.proxy.start()
 
     def stop(self) -> None:
         self.proxy.stop()
-        self.server.stop()
+        self.emulator.stop()
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, **self.proxy.environment(), "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.port}"}
+        return {**os.environ, **self.proxy.environment(), "STORAGE_EMULATOR_HOST": self.emulator.host}

@@ -368,7 +368,7 @@ class PipelineConfig(_Section):
     @model_validator(mode="after")
     def _export_root_defaults_to_artifacts(self) -> PipelineConfig:
         if not self.export.root:
-            self.export.root = f"{self.artifact_root.rstrip('/')}/models"
+            self.export.root = default_export_root(self.artifact_root)
         return self
 
     def resolve_paths(self, base: Path, explicit: frozenset[str] = frozenset()) -> PipelineConfig:
@@ -391,8 +391,13 @@ class PipelineConfig(_Section):
         if "export.root" in explicit:
             resolved.export.root = _resolve(self.export.root, base)
         else:
-            resolved.export.root = f"{resolved.artifact_root.rstrip('/')}/models"
+            resolved.export.root = default_export_root(resolved.artifact_root)
         return resolved
+
+
+def default_export_root(artifact_root: str) -> str:
+    """Where published models go when the config names no export.root."""
+    return f"{artifact_root.rstrip('/')}/models"
 
 
 def _resolve(path: str, base: Path) -> str:

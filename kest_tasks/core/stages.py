@@ -166,6 +166,7 @@ def blessing_decision(blessing: GateResult | Mapping[str, Any]) -> tuple[bool, s
 def invoke(spec: StageSpec[R], run_uri: str, upstream: Mapping[str, StageResult | Mapping[str, Any] | None]) -> R:
     """Run a stage of a run with its upstream results (typed or as XCom's dicts). A required input that is missing
     is a ConfigError naming it: the upstream stage has not run for this run."""
+    # Deferred: execution loads the config model, which DAG files reading the registry at parse time need not build.
     from kest_tasks.core.execution import load_run_config
 
     optional = optional_inputs(spec)
