@@ -9,7 +9,6 @@ Data: 100k rows × 20 float features + 3-class label through kest's prepare (≈
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ REPEATS = 3
 
 
 def measure() -> dict[str, dict]:
+    from kest_tasks.core import files
     from kest_tasks.core.layout import RunLayout
     from kest_tasks.core.results import BuildResult, PrepareResult
     from kest_tasks.core.stages import EVALUATE
@@ -40,9 +40,8 @@ def measure() -> dict[str, dict]:
 
         kest_times, keras_times = [], []
         for _ in range(REPEATS):
-            eval_dir = RunLayout(run_uri).stage_dir(EVALUATE.folder)
-            if eval_dir.exists():  # evaluate reuses a finished result; each repeat must do the work
-                shutil.rmtree(eval_dir)
+            # evaluate reuses a finished result; each repeat must do the work
+            files.remove_tree(RunLayout(run_uri).stage_dir(EVALUATE.folder))
             started = time.perf_counter()
             evaluated = run_stage("evaluate", run_uri)
             kest_times.append(time.perf_counter() - started)

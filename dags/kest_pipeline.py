@@ -68,9 +68,15 @@ def log_failure(context: dict) -> None:
     )
 
 
+class StorageUnavailable(RuntimeError):
+    """Storage stayed unavailable for kest's whole retry budget: the task fails, and Airflow retries it later."""
+
+
 @contextlib.contextmanager
 def bad_input_fails_without_retry():
-    """Bad input (a KestError) fails the task at once with its one-line message: retrying cannot fix it."""
+    """Bad input (a KestError) fails the task at once with its one-line message: retrying cannot fix it. Storage
+    that was unavailable for the whole in-process retry budget fails it with its line too, but leaves the task's
+    own retries to Airflow (each attempt resumes from what the last one marked complete)."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from kest_tasks.core.errors import KestError
@@ -78,6 +84,8 @@ def bad_input_fails_without_retry():
     try:
         yield
     except KestError as error:
+        if getattr(error, "retryable", False):
+            raise StorageUnavailable(str(error)) from None
         raise AirflowFailException(str(error)) from None
 
 

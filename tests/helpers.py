@@ -73,4 +73,4 @@ def run_layout(summary: dict[str, Any]) -> RunLayout:
 def stage_file(run: str | Path, spec: StageSpec[Any], name: str = "") -> Path:
     """A stage's folder in a run (`name` empty) or a file in it, e.g. `stage_file(run, EVALUATE, METRICS_FILE)`."""
     layout = RunLayout(str(run))
-    return layout.file(spec.folder, name) if name else layout.stage_dir(spec.folder)
+    return Path(layout.file(spec.folder, name) if name else layout.stage_dir(spec.folder))

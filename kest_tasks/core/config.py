@@ -7,6 +7,7 @@ thing whatever the working directory of the process that reads it (an Airflow wo
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -376,12 +377,16 @@ class PipelineConfig(_Section):
         A default artifact root (not in `explicit`) is the working directory's `artifacts/`, and a default export
         root is `<artifact_root>/models`."""
         resolved = self.model_copy(deep=True)
-        resolved.artifact_root = _resolve(self.artifact_root, base if "artifact_root" in explicit else Path.cwd())
+        resolved.artifact_root = _resolve(
+            self.artifact_root, base if "artifact_root" in explicit else Path.cwd(), "artifact_root"
+        )
         dataset = resolved.dataset
         if dataset.path is not None:
-            dataset.path = _resolve(dataset.path, base)
+            dataset.path = _resolve(dataset.path, base, "dataset.path")
         if dataset.splits is not None:
-            dataset.splits = {name: _resolve(path, base) for name, path in dataset.splits.items()}
+            dataset.splits = {
+                name: _resolve(path, base, f"dataset.splits.{name}") for name, path in dataset.splits.items()
+            }
         if dataset.tfds is not None:
             dataset.tfds.data_dir = _resolve(dataset.tfds.data_dir, base)
         if resolved.model.code_dir is not None:
@@ -389,7 +394,7 @@ class PipelineConfig(_Section):
         if dataset.schema_file is not None:
             dataset.schema_file = _resolve(dataset.schema_file, base)
         if "export.root" in explicit:
-            resolved.export.root = _resolve(self.export.root, base)
+            resolved.export.root = _resolve(self.export.root, base, "export.root")
         else:
             resolved.export.root = default_export_root(resolved.artifact_root)
         return resolved
@@ -400,8 +405,21 @@ def default_export_root(artifact_root: str) -> str:
     return f"{artifact_root.rstrip('/')}/models"
 
 
-def _resolve(path: str, base: Path) -> str:
+_GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
+
+
+def _resolve(path: str, base: Path, key: str = "") -> str:
+    """An absolute local path (relative ones against `base`; file:// URIs as their path), or a gs:// URI as it is.
+    With `key`, other schemes and malformed gs:// URIs are a ConfigError naming it."""
+    if key and path.startswith("gs://"):
+        if not _GCS_URI.match(path) or "//" in path[len("gs://") :]:
+            raise ConfigError(f"{key}: {path!r} is not a gs://bucket/path URI")
+        return path.rstrip("/") if path.count("/") > 2 else path
+    if key and path.startswith("file://"):
+        path = path[len("file://") :]
     if "://" in path:
+        if key:
+            raise ConfigError(f"{key}: {path.split('://')[0]}:// is not supported; use a local path or gs://bucket/path")
         return path
     return str((base / Path(path).expanduser()).resolve())
 

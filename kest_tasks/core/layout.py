@@ -16,9 +16,8 @@ import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-from kest_tasks.core.files import local_path
+from kest_tasks.core import files
 
 RUNS_FOLDER = "runs"
 CONFIG_FILE = "config.json"
@@ -82,46 +81,44 @@ def safe_run_id(run_id: str) -> str:
     return check_safe_name(cleaned.lstrip("._-") or "run", "run id")
 
 
-def runs_folder(artifact_root: str) -> Path:
-    return local_path(artifact_root) / RUNS_FOLDER
+def runs_folder(artifact_root: str) -> str:
+    return files.join(artifact_root, RUNS_FOLDER)
 
 
 @dataclass(frozen=True)
 class RunLayout:
-    """The files of one run folder."""
+    """The files of one run folder, as URIs (local paths or gs://)."""
 
     uri: str
 
     @classmethod
     def for_run(cls, artifact_root: str, run_id: str) -> RunLayout:
-        return cls(str(runs_folder(artifact_root) / safe_run_id(run_id)))
+        return cls(files.join(runs_folder(artifact_root), safe_run_id(run_id)))
 
     @property
-    def root(self) -> Path:
-        return local_path(self.uri)
+    def config_file(self) -> str:
+        return files.join(self.uri, CONFIG_FILE)
 
     @property
-    def config_file(self) -> Path:
-        return self.root / CONFIG_FILE
+    def summary_file(self) -> str:
+        return files.join(self.uri, SUMMARY_FILE)
 
-    @property
-    def summary_file(self) -> Path:
-        return self.root / SUMMARY_FILE
-
-    def stage_dir(self, stage: str) -> Path:
-        """`<run>/<stage>/`, or the stage's folder under its old name in a run written before the rename."""
-        folder = self.root / stage
+    def stage_dir(self, stage: str) -> str:
+        """`<run>/<stage>/`, or the stage's folder under its old name in a local run written before the rename."""
+        folder = files.join(self.uri, stage)
         legacy = LEGACY_STAGE_FOLDERS.get(stage)
-        if legacy and not folder.exists() and (self.root / legacy).exists():
-            return self.root / legacy
+        if legacy and not files.is_gcs(self.uri):
+            old = files.local_path(self.uri) / legacy
+            if not files.local_path(folder).exists() and old.exists():
+                return str(old)
         return folder
 
-    def result_file(self, stage: str) -> Path:
-        return self.stage_dir(stage) / RESULT_FILE
+    def result_file(self, stage: str) -> str:
+        return files.join(self.stage_dir(stage), RESULT_FILE)
 
-    def file(self, stage: str, name: str) -> Path:
+    def file(self, stage: str, name: str) -> str:
         """A named output of a stage, e.g. `file("evaluate", METRICS_FILE)`."""
-        return self.stage_dir(stage) / name
+        return files.join(self.stage_dir(stage), name)
 
 
 def checkpoint_step(checkpoint: str) -> int:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from kest_tasks.core import files
 from kest_tasks.core.errors import ConfigError
-from kest_tasks.core.files import read_json
 from kest_tasks.core.layout import RunLayout
 from kest_tasks.core.results import (
     BuildResult,
@@ -55,7 +55,7 @@ class StageSpec(Generic[R]):
     def stored(self, run_uri: str) -> R | None:
         """This stage's result in the run folder, or None if it has not finished there."""
         path = RunLayout(run_uri).result_file(self.folder)
-        return self.result.model_validate(read_json(path)) if path.exists() else None
+        return self.result.model_validate(files.read_json(path)) if files.exists(path) else None
 
     def load(self, run_uri: str) -> R:
         """This stage's result in the run folder; ConfigError if it has not finished there."""

@@ -1,8 +1,8 @@
 """prepare: rows → statistics + schema (+ validation against a pinned schema) → hash split → TFRecord shards.
 
-One streaming pass: each chunk of rows updates the statistics, is checked, split and written. Everything goes
-to a temporary folder that becomes `<run_uri>/data/` only if the whole input was good, so a failed prepare
-leaves nothing behind. When pyarrow's type guess from the first block proves too narrow later (an integer
+One streaming pass: each chunk of rows updates the statistics, is checked, split and written straight into
+`<run_uri>/prepare/` (local or gs://). The folder is marked complete only if the whole input was good; a failed
+prepare removes what it wrote. When pyarrow's type guess from the first block proves too narrow later (an integer
 column with a fraction further down), the pass restarts with that column read as the wider type.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kest_tasks.core import files
 from kest_tasks.core.config import DatasetConfig, PipelineConfig
 from kest_tasks.core.execution import run_once, stage_function
-from kest_tasks.core.files import write_json_atomic
 from kest_tasks.core.layout import ANOMALIES_FILE, SCHEMA_FILE, STATS_FILE
 from kest_tasks.core.results import PrepareResult
 from kest_tasks.core.stages import PREPARE
@@ -106,7 +105,7 @@ def split_of_hashes(hashes: np.ndarray, fractions: dict[str, float]) -> np.ndarr
 class _SplitWriter:
     """The shard files of one split: rows dealt round-robin to `shards` files, or a new file every N rows."""
 
-    def __init__(self, folder: Path, split: str, dataset: DatasetConfig) -> None:
+    def __init__(self, folder: str, split: str, dataset: DatasetConfig) -> None:
         self.folder, self.split, self.dataset = folder, split, dataset
         self.files: list[tfrecord_writer.TFRecordFile] = []
         self.rows = 0
@@ -114,7 +113,8 @@ class _SplitWriter:
             self.files = [self._open(i) for i in range(dataset.shards)]
 
     def _open(self, index: int) -> tfrecord_writer.TFRecordFile:
-        return tfrecord_writer.TFRecordFile(self.folder / f".{self.split}-{index:05d}.part", self.dataset.compression)
+        part = files.join(self.folder, f".{self.split}-{index:05d}.part")
+        return tfrecord_writer.TFRecordFile(part, self.dataset.compression)
 
     def write(self, encode: Any, rows: np.ndarray) -> None:
         if self.dataset.rows_per_shard:
@@ -136,7 +136,7 @@ class _SplitWriter:
         self.rows += len(rows)
 
     def abort(self) -> None:
-        """Close the files without naming them: the caller discards the whole temporary folder."""
+        """Close the files without naming them: they are left unmarked, for the next attempt to remove."""
         for file in self.files:
             try:
                 file.close()
@@ -148,7 +148,7 @@ class _SplitWriter:
         for index, file in enumerate(self.files):
             file.close()
             name = shard_name(self.split, index, len(self.files), self.dataset.compression)
-            file.path.rename(self.folder / name)
+            files.rename(file.uri, files.join(self.folder, name))
             names.append(name)
         return names
 
@@ -188,7 +188,7 @@ class _Pass:
         config: PipelineConfig,
         plan: SourcePlan,
         pinned: Schema | None,
-        out: Path,
+        out: str,
         column_types: dict[str, pa.DataType],
     ) -> None:
         self.plan, self.pinned, self.out = plan, pinned, out
@@ -316,9 +316,9 @@ class _Pass:
                 f"{', '.join(inputs)}: split(s) {empty} received no rows out of {self.rows}; "
                 "add data or change dataset.split weights"
             )
-        write_json_atomic(self.out / SCHEMA_FILE, schema.model_dump(mode="json"))
-        write_json_atomic(
-            self.out / STATS_FILE,
+        files.write_json(files.join(self.out, SCHEMA_FILE), schema.model_dump(mode="json"))
+        files.write_json(
+            files.join(self.out, STATS_FILE),
             {
                 "rows": self.rows,
                 "split_rows": split_rows,
@@ -327,7 +327,7 @@ class _Pass:
                 "columns": {name: stats.stats(size) for name, stats in self.columns.items()},
             },
         )
-        write_json_atomic(self.out / ANOMALIES_FILE, anomalies)
+        files.write_json(files.join(self.out, ANOMALIES_FILE), anomalies)
         self.split_rows = split_rows
         self.inputs = inputs
         self.anomalies = anomalies
@@ -384,7 +384,8 @@ def prepare(config: PipelineConfig, run_uri: str) -> PrepareResult:
     dataset = config.dataset
     pinned = Schema.load(dataset.schema_file) if dataset.schema_file else None
 
-    def produce(tmp: Path, final: Path) -> PrepareResult:
+    def produce(work: Path, folder: str) -> PrepareResult:
+        # Shards stream straight into the stage folder (to gs:// as resumable uploads), never staged on local disk.
         keep_memory_flat()
         plan = plan_sources(dataset)
         if plan.span is not None:
@@ -392,15 +393,14 @@ def prepare(config: PipelineConfig, run_uri: str) -> PrepareResult:
         column_types = _initial_types(dataset)
         started = time.monotonic()
         while True:
-            one_pass = _Pass(config, plan, pinned, tmp, column_types)
+            one_pass = _Pass(config, plan, pinned, folder, column_types)
             try:
                 one_pass.run()
                 break
             except WiderTypeNeeded as wider:
                 log.info("prepare: column %r needs type %s; reading again", wider.column, wider.wider)
                 column_types = {**column_types, wider.column: wider.wider}
-                for leftover in tmp.iterdir():
-                    leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover)
+                files.remove_tree(folder)
         seconds = time.monotonic() - started
         log.info(
             "prepare: %d rows → %s in %.2f s (%.0f rows/s)",
@@ -410,12 +410,12 @@ def prepare(config: PipelineConfig, run_uri: str) -> PrepareResult:
             one_pass.rows / max(seconds, 1e-9),
         )
         return PrepareResult(
-            data_uri=str(final),
-            schema_uri=str(final / SCHEMA_FILE),
-            stats_uri=str(final / STATS_FILE),
+            data_uri=folder,
+            schema_uri=files.join(folder, SCHEMA_FILE),
+            stats_uri=files.join(folder, STATS_FILE),
             rows=one_pass.rows,
             split_rows=one_pass.split_rows,
-            files={s: [str(final / n) for n in names] for s, names in one_pass.files.items()},
+            files={s: [files.join(folder, n) for n in names] for s, names in one_pass.files.items()},
             compression=dataset.compression,
             inputs=one_pass.inputs,
             span=plan.span,

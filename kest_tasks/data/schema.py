@@ -98,7 +98,7 @@ class Schema(_Frozen):
 
     @classmethod
     def load(cls, path: str | Path) -> Schema:
-        return cls.model_validate(read_json(Path(path)))
+        return cls.model_validate(read_json(path))
 
     @classmethod
     def of(cls, prepared: PrepareResult) -> Schema:

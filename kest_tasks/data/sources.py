@@ -7,12 +7,11 @@ can name the file and row. Memory holds one chunk at a time, whatever the size o
 from __future__ import annotations
 
 import csv
-import glob
+import io
 import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from kest_tasks.core import files
 from kest_tasks.core.config import DatasetConfig
 from kest_tasks.core.errors import KestError
 from kest_tasks.data.schema import FeatureType
@@ -60,23 +60,23 @@ def resolve_span(pattern: str, span: int | None) -> tuple[str, int | None]:
     if span is None:
         regex = re.compile(re.escape(pattern).replace(re.escape("{SPAN}"), r"(\d+)").replace(r"\*", "[^/]*"))
         found = sorted(
-            {int(m.group(1)) for path in glob.glob(pattern.replace("{SPAN}", "*")) if (m := regex.fullmatch(path))}
+            {int(m.group(1)) for path in files.glob(pattern.replace("{SPAN}", "*")) if (m := regex.fullmatch(path))}
         )
         if not found:
             raise DataError(f"{pattern}: no span found (no path matches with {{SPAN}} as a number)")
         span = found[-1]
     candidates = [pattern.replace("{SPAN}", form) for form in (str(span), f"{span:02d}", f"{span:03d}", f"{span:04d}")]
     for candidate in candidates:
-        if glob.glob(candidate):
+        if files.glob(candidate) if files.has_magic(candidate) else files.exists(candidate):
             return candidate, span
     raise DataError(f"{pattern}: span {span} not found")
 
 
 def _expand(pattern: str) -> list[str]:
-    files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-    if not files:
+    found = files.glob(pattern) if files.has_magic(pattern) else [pattern]
+    if not found:
         raise DataError(f"{pattern}: no file matches")
-    return files
+    return found
 
 
 def plan_sources(dataset: DatasetConfig) -> SourcePlan:
@@ -93,16 +93,16 @@ def plan_sources(dataset: DatasetConfig) -> SourcePlan:
 
 def read_chunks(dataset: DatasetConfig, plan: SourcePlan, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
     """All chunks of every input, in a stable order (splits, then files sorted by name)."""
-    for split, files in plan.inputs.items():
-        for file in files:
+    for split, uris in plan.inputs.items():
+        for file in uris:
             if dataset.source == "csv":
-                chunks = _csv_chunks(Path(file), dataset, column_types)
+                chunks = _csv_chunks(file, dataset, column_types)
             elif dataset.source == "parquet":
-                chunks = _parquet_chunks(Path(file), column_types)
+                chunks = _parquet_chunks(file, column_types)
             elif dataset.source == "tfrecord":
-                chunks = _tfrecord_chunks(Path(file), column_types)
+                chunks = _tfrecord_chunks(file, column_types)
             elif dataset.source == "npz":
-                chunks = _npz_chunks(Path(file))
+                chunks = _npz_chunks(file)
             else:
                 chunks = _tfds_chunks(dataset)
             for chunk in chunks:
@@ -119,9 +119,14 @@ class WiderTypeNeeded(Exception):
         self.wider = wider
 
 
-def csv_header(path: Path, delimiter: str) -> list[str]:
+def _open_text(path: str) -> io.TextIOWrapper:
+    """A CSV file as text for Python's csv module (a gs:// object streamed in ranges)."""
+    return io.TextIOWrapper(files.open_read(path), encoding="utf-8", newline="")
+
+
+def csv_header(path: str, delimiter: str) -> list[str]:
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with _open_text(path) as handle:
             header = next(csv.reader(handle, delimiter=delimiter), None)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
@@ -165,7 +170,7 @@ def _repeated_headers(data: bytes, header_line: bytes, end: int | None = None) -
     return [offset for offset in offsets if whole_line(offset)]
 
 
-def _csv_chunks(path: Path, dataset: DatasetConfig, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
+def _csv_chunks(path: str, dataset: DatasetConfig, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
     """The CSV in byte ranges of ~RANGE_BYTES cut at line ends, each parsed by pyarrow's multi-threaded
     `read_csv` (twice as fast here as its streaming reader). Types guessed on the first range are imposed on
     the rest, so every chunk of a file has the same schema; a later value that does not fit widens the column.
@@ -177,7 +182,7 @@ def _csv_chunks(path: Path, dataset: DatasetConfig, column_types: dict[str, pa.D
     row = 2
     skipped = 0
     try:
-        with open(path, "rb") as handle:
+        with files.open_read(path) as handle:
             header_line = handle.readline().rstrip(b"\r\n")
             carry = b""
             while True:
@@ -236,7 +241,7 @@ def _parse_csv_range(
 
 
 def _explain_csv_error(
-    path: Path, dataset: DatasetConfig, header: list[str], message: str, column_types: Any
+    path: str, dataset: DatasetConfig, header: list[str], message: str, column_types: Any
 ) -> Exception:
     """Turn a pyarrow parse error into a widening request or a DataError naming row and column."""
     delimiter = dataset.delimiter
@@ -249,7 +254,7 @@ def _explain_csv_error(
         return _first_bad_value(path, dataset, header, column, conversion.group(2))
     # Rare paths (ragged rows, bad bytes): a row-by-row scan finds the exact line for the message.
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with _open_text(path) as handle:
             reader = csv.reader(handle, delimiter=delimiter, strict=True)
             for fields in reader:
                 if len(fields) != len(header):
@@ -264,11 +269,11 @@ def _explain_csv_error(
     return DataError(f"{path}: unreadable CSV: {message.splitlines()[0]}")
 
 
-def _first_bad_value(path: Path, dataset: DatasetConfig, header: list[str], column: str, kind: str) -> DataError:
+def _first_bad_value(path: str, dataset: DatasetConfig, header: list[str], column: str, kind: str) -> DataError:
     parse = int if kind == "int64" else float
     position = header.index(column)
     missing = set(dataset.na_values)
-    with open(path, newline="", encoding="utf-8") as handle:
+    with _open_text(path) as handle:
         reader = csv.reader(handle, delimiter=dataset.delimiter)
         next(reader)
         for fields in reader:
@@ -284,9 +289,9 @@ def _first_bad_value(path: Path, dataset: DatasetConfig, header: list[str], colu
     return DataError(f"{path} column {column!r}: values do not convert to {kind}")
 
 
-def _npz_chunks(path: Path) -> Iterator[Chunk]:
+def _npz_chunks(path: str) -> Iterator[Chunk]:
     try:
-        arrays = np.load(path, allow_pickle=False)
+        arrays = np.load(files.open_read(path) if files.is_gcs(path) else path, allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (ValueError, OSError) as error:
@@ -345,12 +350,13 @@ def _tfds_chunks(dataset: DatasetConfig) -> Iterator[Chunk]:
         row += record_batch.num_rows
 
 
-def _parquet_chunks(path: Path, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
+def _parquet_chunks(path: str, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
     """A Parquet file in batches of CHUNK_ROWS rows (pyarrow reads one row group at a time)."""
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path, buffer_size=RANGE_BYTES, pre_buffer=False)
+        source = files.open_read(path) if files.is_gcs(path) else path  # gs://: ranged reads, never a whole copy
+        parquet = pq.ParquetFile(source, buffer_size=RANGE_BYTES, pre_buffer=False)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (pa.ArrowException, OSError) as error:
@@ -401,7 +407,7 @@ KEY_SAMPLE_RECORDS = 1000  # records of a TFRecord file read to find its keys an
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _tfrecord_keys(records: Any, path: Path, column_types: dict[str, pa.DataType]) -> dict[str, str]:
+def _tfrecord_keys(records: Any, path: str, column_types: dict[str, pa.DataType]) -> dict[str, str]:
     """Feature key → kind (int, float, string) from the first records, plus any key dataset.column_types pins."""
     import tensorflow as tf
 
@@ -429,14 +435,14 @@ def _tfrecord_keys(records: Any, path: Path, column_types: dict[str, pa.DataType
     return keys
 
 
-def _tfrecord_chunks(path: Path, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
+def _tfrecord_chunks(path: str, column_types: dict[str, pa.DataType]) -> Iterator[Chunk]:
     """A TFRecord file of tf.train.Example (gzip or not, told by its first bytes) in batches of CHUNK_ROWS records,
     one value per key and record; keys a record lacks are missing values."""
     from kest_tasks.core.tfenv import import_tensorflow
 
     tf = import_tensorflow()
     try:
-        with open(path, "rb") as handle:
+        with files.open_read(path) as handle:
             compression = "GZIP" if handle.read(2) == _GZIP_MAGIC else ""
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
@@ -462,7 +468,7 @@ def _tfrecord_chunks(path: Path, column_types: dict[str, pa.DataType]) -> Iterat
         ) from None
 
 
-def _dense_column(path: Path, first_row: int, key: str, sparse: Any, count: int) -> pa.Array:
+def _dense_column(path: str, first_row: int, key: str, sparse: Any, count: int) -> pa.Array:
     indices = sparse.indices.numpy()
     values = sparse.values.numpy()
     if len(indices) and indices[:, 1].max() > 0:
@@ -488,7 +494,7 @@ def _dense_column(path: Path, first_row: int, key: str, sparse: Any, count: int)
     return pa.array(full, mask=~present)
 
 
-def _explain_record_error(path: Path, first_row: int, message: str) -> DataError:
+def _explain_record_error(path: str, first_row: int, message: str) -> DataError:
     """parse_example's error (e.g. a key's type differs from the first records') → one line naming the record."""
     found = re.search(r"Name: [^,]*, Key: ([^,]+), Index: (\d+)\.\s*(.*)", message)
     if found:

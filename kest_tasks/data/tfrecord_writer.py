@@ -24,6 +24,8 @@ from typing import Any, BinaryIO
 import google_crc32c
 import numpy as np
 
+from kest_tasks.core import files
+
 
 def _tag(number: int) -> int:
     return (number << 3) | 2  # wire type 2: length-delimited
@@ -288,10 +290,10 @@ class TFRecordFile:
     with parsing and encoding the next chunk; at most one write is pending, bounding memory.
     """
 
-    def __init__(self, path: Path, compression: str, level: int = 6) -> None:
-        self.path = path
+    def __init__(self, uri: str | Path, compression: str, level: int = 6) -> None:
+        self.uri = str(uri)
         self.records = 0
-        self._raw: BinaryIO = open(path, "wb")
+        self._raw: BinaryIO = files.open_write(uri)  # a local file, or a streamed upload to gs://
         self._out: Any = (
             gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=level, mtime=0)
             if compression == "GZIP"

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kest_tasks.core import files
 from kest_tasks.core.config import ConfigError, PipelineConfig
 from kest_tasks.core.execution import run_once, stage_function
-from kest_tasks.core.files import write_json_atomic
+from kest_tasks.core.files import write_json
 from kest_tasks.core.layout import METRICS_FILE, PREDICTIONS_FILE, checkpoint_step
 from kest_tasks.core.results import BuildResult, EvaluateResult, PrepareResult, TrainResult
 from kest_tasks.core.stages import EVALUATE
@@ -37,7 +38,7 @@ def evaluate(
     if unknown:
         raise ConfigError(f"evaluate.slice_by: no feature {unknown[0]!r} (features: {', '.join(schema.feature_names)})")
 
-    def produce(tmp: Path, final: Path) -> EvaluateResult:
+    def produce(tmp: Path, folder: str) -> EvaluateResult:
         started = time.monotonic()
         scored = score_trained_model(config, prepared, built, trained.checkpoint, tmp)
         classes = schema.label.classes if schema.label.kind == "classification" else None
@@ -49,7 +50,7 @@ def evaluate(
         seconds = time.monotonic() - started
         global_step = checkpoint_step(trained.checkpoint)
         np.savez_compressed(tmp / PREDICTIONS_FILE, labels=scored.labels, outputs=scored.outputs)
-        write_json_atomic(
+        write_json(
             tmp / METRICS_FILE,
             {
                 **overall,
@@ -74,7 +75,7 @@ def evaluate(
                 overall["confusion_matrix"],
             )
         return EvaluateResult(
-            metrics_uri=str(final / METRICS_FILE),
+            metrics_uri=files.join(folder, METRICS_FILE),
             metrics=headline(overall["metrics"]),
             examples=overall["examples"],
             checkpoint=trained.checkpoint,

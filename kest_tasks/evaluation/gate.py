@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from kest_tasks.core import files
 from kest_tasks.core.config import ChangeThreshold, ConfigError, PipelineConfig
 from kest_tasks.core.execution import run_once, stage_function
-from kest_tasks.core.files import write_json_atomic
+from kest_tasks.core.files import write_json
 from kest_tasks.core.layout import BLESSING_FILE, CHAMPION_COPY_FOLDER
 from kest_tasks.core.results import Check, EvaluateResult, GateResult, PrepareResult
 from kest_tasks.core.stages import GATE
@@ -113,7 +114,7 @@ def gate(config: PipelineConfig, run_uri: str, evaluated: EvaluateResult, prepar
     """Decide whether the evaluated model is blessed; the reason lists every check with its numbers."""
     gate_config = config.gate
 
-    def produce(tmp: Path, final: Path) -> GateResult:
+    def produce(tmp: Path, folder: str) -> GateResult:
         metrics = all_metrics(evaluated)
         checks = check_thresholds(config, metrics)
         champion = current_champion(config)
@@ -148,7 +149,7 @@ def gate(config: PipelineConfig, run_uri: str, evaluated: EvaluateResult, prepar
             reason = ("blessed: " if blessed else "not blessed: ") + details
         if champion is not None and champion_record is None:
             champion_record = {"version": champion["version"], "model_uri": champion["model_uri"]}
-        write_json_atomic(
+        write_json(
             tmp / BLESSING_FILE,
             {
                 "blessed": blessed,
@@ -161,7 +162,7 @@ def gate(config: PipelineConfig, run_uri: str, evaluated: EvaluateResult, prepar
         log.info("gate: %s (champion: %s)", reason, champion["version"] if champion else "none yet")
         return GateResult(
             blessed=blessed,
-            blessing_uri=str(final / BLESSING_FILE),
+            blessing_uri=files.join(folder, BLESSING_FILE),
             checks=checks,
             reason=reason,
             champion_version=champion["version"] if champion else None,

@@ -91,4 +91,4 @@ def score_trained_model(
 
 def all_metrics(evaluated: EvaluateResult) -> dict[str, float]:
     """Every test metric evaluate wrote (its result holds the headline ones)."""
-    return read_json(Path(evaluated.metrics_uri))["metrics"]
+    return read_json(evaluated.metrics_uri)["metrics"]

@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from kest_tasks.core import files
 from kest_tasks.core.config import PipelineConfig, config_to_json, load_config
-from kest_tasks.core.files import read_json, write_bytes_atomic, write_json_atomic
 from kest_tasks.core.layout import SUMMARY_FILE, RunLayout, runs_folder
 from kest_tasks.core.results import ConfigureResult
 from kest_tasks.core.stages import (
@@ -40,12 +40,11 @@ def configure(
     """
     config = load_config(config_path, overrides)
     layout = RunLayout(run_uri) if run_uri else RunLayout.for_run(config.artifact_root, run_id)
-    if layout.config_file.exists():
-        log.info("configure: run folder %s already has its config; keeping it", layout.uri)
-    else:
-        write_bytes_atomic(layout.config_file, config_to_json(config).encode())
+    if files.write_bytes(layout.config_file, config_to_json(config).encode(), if_absent=True):
         log.info("configure: run folder %s, config from %s", layout.uri, config_path)
-    return ConfigureResult(run_uri=layout.uri, config_uri=str(layout.config_file), model_name=config.model_name)
+    else:
+        log.info("configure: run folder %s already has its config; keeping it", layout.uri)
+    return ConfigureResult(run_uri=layout.uri, config_uri=layout.config_file, model_name=config.model_name)
 
 
 def summarize(run_uri: str) -> dict[str, Any]:
@@ -61,7 +60,7 @@ def summarize(run_uri: str) -> dict[str, Any]:
         "published_model": published.model_uri if published else None,
         "report": reported.report_uri if reported else None,
     }
-    write_json_atomic(RunLayout(run_uri).summary_file, summary)
+    files.write_json(RunLayout(run_uri).summary_file, summary)
     log.info("summary: %s", format_summary(summary))
     return summary
 
@@ -80,8 +79,8 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def latest_summary(config: PipelineConfig) -> dict[str, Any] | None:
     """The summary of the most recently finished run under the config's artifact root."""
-    summaries = sorted(runs_folder(config.artifact_root).glob(f"*/{SUMMARY_FILE}"), key=lambda p: p.stat().st_mtime)
-    return read_json(summaries[-1]) if summaries else None
+    summaries = sorted(files.glob(files.join(runs_folder(config.artifact_root), "*", SUMMARY_FILE)), key=files.modified)
+    return files.read_json(summaries[-1]) if summaries else None
 
 
 def run_stage(name: str, run_uri: str) -> dict[str, Any]:

@@ -11,25 +11,22 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import hashlib
 import json
 import os
-import re
 import shutil
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kest_tasks.core.errors import KestError
-from kest_tasks.core.files import copy_tree_last, file_lock, write_json_atomic
+from kest_tasks.core import files
+from kest_tasks.core.files import StorageError, copy_tree_last, file_lock
 from kest_tasks.core.layout import PUBLISH_RECORD
 
 
-class StoreError(KestError, RuntimeError):
-    """The object store refused or failed an operation (after retries)."""
+class StoreError(StorageError):
+    """The model store refused an operation (e.g. a version that would be overwritten)."""
 
 
 class Store(ABC):
@@ -92,7 +89,7 @@ class LocalStore(Store):
         with file_lock(path.with_name(f".{path.name}.lock")):
             if self.read_json(key)[1] != if_token:
                 return False
-            write_json_atomic(path, value)
+            files.write_json(path, value)
         return True
 
     def publish_tree(self, source: Path, prefix: str, last: str, record: dict, extra: dict[str, Path]) -> int:
@@ -101,27 +98,19 @@ class LocalStore(Store):
             return sum(1 for p in dest.rglob("*") if p.is_file())
         staging = dest.with_name(f".{dest.name}.staging-{uuid.uuid4().hex[:8]}")
         try:
-            write_json_atomic(staging / PUBLISH_RECORD, record)
+            files.write_json(staging / PUBLISH_RECORD, record)
             for name, path in extra.items():
                 shutil.copyfile(path, staging / name)
-            files = copy_tree_last(source, staging, last=last) + 1 + len(extra)
+            sources = copy_tree_last(source, staging, last=last) + 1 + len(extra)
             if dest.exists():  # a folder left without its last file was never published: replace it
                 shutil.rmtree(dest)
             os.replace(staging, dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return files
+        return sources
 
     def local_copy(self, prefix: str, scratch: Path) -> Path:
         return self.path / prefix
-
-
-_SECRETS = re.compile(r"(\?|&)[^ ]*")  # query strings carry upload ids and signatures
-
-
-def _summary(error: Exception) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return _SECRETS.sub("", text)[:300]
 
 
 def _crc32c(path: Path) -> str:
@@ -134,44 +123,18 @@ def _crc32c(path: Path) -> str:
     return base64.b64encode(checksum.digest()).decode()
 
 
-@functools.cache
-def _client(storage: Any, project: str | None, emulator: str | None) -> Any:
-    """One storage client (credentials, HTTP session) per project and endpoint for the whole process: a stage
-    opens the store several times (gate: champion pointer, then its model). The emulator address is part of the
-    key so a process that switches endpoints gets a client for the new one."""
-    return storage.Client(project=project)
-
-
 class GcsStore(Store):
     def __init__(self, root: str, retry_seconds: float = 120.0) -> None:
-        from google.cloud import storage
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
         self.root = root.rstrip("/")
-        bucket, _, self.prefix = self.root[len("gs://") :].partition("/")
-        with self._errors(self.root):
-            emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-            project = os.environ.get("GOOGLE_CLOUD_PROJECT") or ("kest" if emulator else None)
-            self.bucket = _client(storage, project, emulator).bucket(bucket)
-        self.retry = DEFAULT_RETRY.with_deadline(retry_seconds)
+        bucket, self.prefix = files.split_gcs(self.root)
+        self.bucket = files.gcs_bucket(bucket)
+        self.retry = files.gcs_retry(retry_seconds)
 
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    @contextlib.contextmanager
-    def _errors(self, where: str) -> Iterator[None]:
-        from google.api_core import exceptions as api_exceptions
-        from google.auth import exceptions as auth_exceptions
-        from requests import exceptions as http_exceptions
-
-        try:
-            yield
-        except (
-            api_exceptions.GoogleAPIError,
-            auth_exceptions.GoogleAuthError,
-            http_exceptions.RequestException,
-        ) as error:
-            raise StoreError(f"{where}: {type(error).__name__}: {_summary(error)}") from None
+    def _errors(self, where: str) -> contextlib.AbstractContextManager[None]:
+        return files.gcs_errors(where)
 
     def exists(self, key: str) -> bool:
         with self._errors(self.uri(key)):
@@ -216,18 +179,18 @@ class GcsStore(Store):
             with self._errors(self.uri(prefix)):
                 return len(self._objects(prefix))
         staging_dir = Path(source).parent / f".publish-{uuid.uuid4().hex[:8]}"
-        write_json_atomic(staging_dir / PUBLISH_RECORD, record)
-        files = {p.relative_to(source).as_posix(): p for p in sorted(Path(source).rglob("*")) if p.is_file()}
-        files[PUBLISH_RECORD] = staging_dir / PUBLISH_RECORD
-        files.update(extra)
-        order = sorted(files, key=lambda relative: relative == last)  # `last` after every other file
-        expected = {relative: _crc32c(path) for relative, path in files.items()}
+        files.write_json(staging_dir / PUBLISH_RECORD, record)
+        sources = {p.relative_to(source).as_posix(): p for p in sorted(Path(source).rglob("*")) if p.is_file()}
+        sources[PUBLISH_RECORD] = staging_dir / PUBLISH_RECORD
+        sources.update(extra)
+        order = sorted(sources, key=lambda relative: relative == last)  # `last` after every other file
+        expected = {relative: _crc32c(path) for relative, path in sources.items()}
         staging = f"{prefix.rsplit('/', 1)[0]}/.staging/{prefix.rsplit('/', 1)[-1]}-{uuid.uuid4().hex[:8]}"
         with self._errors(self.uri(prefix)):
             try:
                 for relative in order:
                     self.bucket.blob(self._name(f"{staging}/{relative}")).upload_from_filename(
-                        str(files[relative]), checksum="crc32c", if_generation_match=0, retry=self.retry
+                        str(sources[relative]), checksum="crc32c", if_generation_match=0, retry=self.retry
                     )
                 staged = self._objects(staging)
                 self._check(staged, expected, self.uri(staging))
@@ -247,7 +210,7 @@ class GcsStore(Store):
                 with contextlib.suppress(Exception):
                     for blob in self._objects(staging).values():
                         blob.delete(retry=self.retry)
-        return len(files)
+        return len(sources)
 
     def local_copy(self, prefix: str, scratch: Path) -> Path:
         with self._errors(self.uri(prefix)):

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
 from pathlib import Path
 
+from kest_tasks.core import files
 from kest_tasks.core.config import PipelineConfig
 from kest_tasks.core.errors import KestError
 from kest_tasks.core.execution import stage_function
-from kest_tasks.core.files import write_json_atomic
 from kest_tasks.core.layout import (
     REPORT_FILE,
     SAVED_MODEL_FILE,
@@ -77,14 +78,19 @@ def publish(
     metrics = evaluated.metrics
     try:
         store = store_for(config)
-        report = Path(reported.report_uri)
-        files = store.publish_tree(
-            Path(exported.saved_model_uri),
-            version_key(config.model_name, version),
-            last=SAVED_MODEL_FILE,
-            record={"run_uri": run_uri, "version": version, "metrics": metrics},
-            extra={REPORT_FILE: report} if report.exists() else {},
-        )
+        # A run folder in object storage is read through a local copy (publish_tree verifies files it has).
+        with tempfile.TemporaryDirectory(prefix="kest-publish-") as scratch:
+            source = files.get_tree(exported.saved_model_uri, Path(scratch) / "saved_model")
+            report = Path(scratch) / REPORT_FILE
+            if files.exists(reported.report_uri):
+                report.write_bytes(files.read_bytes(reported.report_uri))
+            file_count = store.publish_tree(
+                source,
+                version_key(config.model_name, version),
+                last=SAVED_MODEL_FILE,
+                record={"run_uri": run_uri, "version": version, "metrics": metrics},
+                extra={REPORT_FILE: report} if report.exists() else {},
+            )
         model_uri = store.uri(version_key(config.model_name, version))
         pointer = {
             "version": version,
@@ -94,21 +100,23 @@ def publish(
             "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         champion, note = claim_champion(store, config.model_name, pointer, blessing.champion_version)
-    except StoreError as error:
+    except (StoreError, files.StorageError) as error:
         raise PublishError(f"publishing {config.model_name} {version} failed: {error}") from None
     if champion:
-        log.info("publish: %s → %s (%d files); champion is now %s", exported.saved_model_uri, model_uri, files, version)
+        log.info(
+            "publish: %s → %s (%d files); champion is now %s", exported.saved_model_uri, model_uri, file_count, version
+        )
     else:
         log.warning(
-            "publish: %s → %s (%d files); not made champion: %s", exported.saved_model_uri, model_uri, files, note
+            "publish: %s → %s (%d files); not made champion: %s", exported.saved_model_uri, model_uri, file_count, note
         )
     result = PublishResult(
         model_uri=model_uri,
         version=version,
-        files=files,
+        files=file_count,
         champion=champion,
         champion_note=note,
         champion_uri=store.uri(champion_key(config.model_name)),
     )
-    write_json_atomic(RunLayout(run_uri).result_file(PUBLISH.folder), result.model_dump(mode="json"))
+    files.write_json(RunLayout(run_uri).result_file(PUBLISH.folder), result.model_dump(mode="json"))
     return result

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from kest_tasks.core import files
 from kest_tasks.core.config import PipelineConfig
 from kest_tasks.core.execution import run_once, stage_function
-from kest_tasks.core.files import read_json
 from kest_tasks.core.layout import (
     EVAL_EVENTS_FOLDER,
     NATIVE_TRAIN_EVENTS_FOLDER,
@@ -44,12 +44,13 @@ from kest_tasks.registry.champion import store_for
 log = logging.getLogger("kest.report")
 
 
-def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
-    """Scalar summaries of the event files directly in `folder`: tag → [(step, value)] in step order."""
+def read_scalars(folder: str) -> dict[str, list[tuple[int, float]]]:
+    """Scalar summaries of the event files directly in `folder` (local or gs://, read by TensorFlow): tag →
+    [(step, value)] in step order."""
     tf = import_tensorflow()
     series: dict[str, list[tuple[int, float]]] = {}
-    for events in sorted(folder.glob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(events)):
+    for events in sorted(tf.io.gfile.glob(files.join(folder, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(events):
             for value in event.summary.value:
                 if value.HasField("simple_value"):
                     number = value.simple_value
@@ -64,12 +65,12 @@ def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: sorted(points) for tag, points in series.items()}
 
 
-def training_curves(model_dir: Path, checkpoint_steps: int) -> tuple[dict, dict]:
+def training_curves(model_dir: str, checkpoint_steps: int) -> tuple[dict, dict]:
     """(training series, evaluation series) by global step, for Estimator and native model_dirs alike."""
     train = read_scalars(model_dir) or {}
-    evaluation = read_scalars(model_dir / EVAL_EVENTS_FOLDER)
-    native_train = read_scalars(model_dir / NATIVE_TRAIN_EVENTS_FOLDER)
-    native_eval = read_scalars(model_dir / NATIVE_VALIDATION_EVENTS_FOLDER)
+    evaluation = read_scalars(files.join(model_dir, EVAL_EVENTS_FOLDER))
+    native_train = read_scalars(files.join(model_dir, NATIVE_TRAIN_EVENTS_FOLDER))
+    native_eval = read_scalars(files.join(model_dir, NATIVE_VALIDATION_EVENTS_FOLDER))
     if native_train or native_eval:  # Keras writes epoch summaries by epoch: one epoch is checkpoint_steps long
         train = {tag[len("batch_") :]: points for tag, points in native_train.items() if tag.startswith("batch_")}
         evaluation = {
@@ -192,15 +193,15 @@ def report(
 
     matplotlib.use("Agg")
 
-    def produce(tmp: Path, final: Path) -> ReportResult:
-        schema = read_json(Path(prepared.schema_uri))
-        stats = read_json(Path(prepared.stats_uri))["columns"]
-        metrics = read_json(Path(evaluated.metrics_uri))
+    def produce(work: Path, folder: str) -> ReportResult:
+        schema = files.read_json(prepared.schema_uri)
+        stats = files.read_json(prepared.stats_uri)["columns"]
+        metrics = files.read_json(evaluated.metrics_uri)
         plots = []
-        curves = _curves_plot(*training_curves(Path(trained.model_dir), config.trainer.checkpoint_steps))
+        curves = _curves_plot(*training_curves(trained.model_dir, config.trainer.checkpoint_steps))
         if curves:
             plots.append(("Training", curves))
-        predictions = np.load(Path(evaluated.metrics_uri).with_name(PREDICTIONS_FILE))
+        predictions = np.load(io.BytesIO(files.read_bytes(files.sibling(evaluated.metrics_uri, PREDICTIONS_FILE))))
         if metrics.get("confusion_matrix"):
             plots.append(("Confusion matrix", _confusion_plot(metrics["confusion_matrix"], metrics["classes"])))
         else:
@@ -285,8 +286,9 @@ def report(
             f"<!doctype html><html><head><meta charset='utf-8'><title>kest report {html.escape(run_uri)}"
             f"</title><style>{style}</style></head><body>{''.join(sections)}</body></html>"
         )
-        (tmp / REPORT_FILE).write_text(document)
-        log.info("report: %s (%d plots)", final / REPORT_FILE, len(plots))
-        return ReportResult(report_uri=str(final / REPORT_FILE), plots=len(plots))
+        report_uri = files.join(folder, REPORT_FILE)
+        files.write_text(report_uri, document)
+        log.info("report: %s (%d plots)", report_uri, len(plots))
+        return ReportResult(report_uri=report_uri, plots=len(plots))
 
     return run_once(run_uri, REPORT.folder, ReportResult, produce)

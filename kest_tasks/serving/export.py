@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kest_tasks.core import files
 from kest_tasks.core.config import PipelineConfig
 from kest_tasks.core.execution import run_once, stage_function
 from kest_tasks.core.layout import (
@@ -216,7 +217,7 @@ def export(
     in-process model on test rows. Raises ExportError (nothing is kept) when it does not."""
     schema = Schema.of(prepared)
 
-    def produce(tmp: Path, final: Path) -> ExportResult:
+    def produce(tmp: Path, folder: str) -> ExportResult:
         with FreshProcess() as validator:  # importing TensorFlow while the model is exported
             examples, rows = _test_examples(prepared, schema, config.export.query_rows)
             export_kind = _export_native if config.trainer.kind == "native" else _export_estimator
@@ -237,7 +238,7 @@ def export(
             latency["p99"],
         )
         return ExportResult(
-            saved_model_uri=str(final / SAVED_MODEL_FOLDER),
+            saved_model_uri=files.join(folder, SAVED_MODEL_FOLDER),
             exported_at=exported_at,
             inputs=sorted(rows),
             outputs=sorted(expected),

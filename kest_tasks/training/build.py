@@ -12,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kest_tasks.core import files
 from kest_tasks.core.config import KERAS_KINDS, ConfigError, PipelineConfig
 from kest_tasks.core.execution import run_once, stage_function
-from kest_tasks.core.files import write_json_atomic
+from kest_tasks.core.files import write_json
 from kest_tasks.core.layout import ESTIMATOR_FILE, KERAS_MODEL_FILE, MODEL_SUMMARY_FILE
 from kest_tasks.core.results import BuildResult, InputSpec, PrepareResult
 from kest_tasks.core.stages import BUILD
@@ -132,7 +133,7 @@ def _explicit_accuracy(model: Any, schema: Schema) -> list[str]:
     return ["loss"] + [getattr(m, "name", str(m)) for m in metrics]
 
 
-def _describe_estimator(config: PipelineConfig, schema: Schema, tmp: Path, final: Path) -> BuildResult:
+def _describe_estimator(config: PipelineConfig, schema: Schema, tmp: Path, folder: str) -> BuildResult:
     """Premade and model_fn Estimators are built by the train stage; record what will be built."""
     trainer = config.trainer
     description = {
@@ -142,14 +143,14 @@ def _describe_estimator(config: PipelineConfig, schema: Schema, tmp: Path, final
     }
     if trainer.kind == "model_fn" and trainer.model_fn:  # fail here, not an hour into training, if it is missing
         import_function(trainer.model_fn, config.model.code_dir, "trainer.model_fn")
-    write_json_atomic(tmp / ESTIMATOR_FILE, description)
+    write_json(tmp / ESTIMATOR_FILE, description)
     classify = schema.label.kind == "classification"
     metric_names = ["loss", "average_loss"] + (["accuracy"] if classify else [])
     if trainer.kind == "model_fn":
         metric_names = ["loss"]
     log.info("build: %s Estimator %s", trainer.kind, description)
     return BuildResult(
-        model_uri=str(final / ESTIMATOR_FILE),
+        model_uri=files.join(folder, ESTIMATOR_FILE),
         input_plan=raw_plan(schema),
         output_names=[],
         parameters=0,
@@ -169,7 +170,7 @@ def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> Buil
     class_weights(config, schema)  # a class_weight that cannot apply fails here, before any training
     if config.trainer.kind not in KERAS_KINDS:
         return run_once(
-            run_uri, BUILD.folder, BuildResult, lambda tmp, final: _describe_estimator(config, schema, tmp, final)
+            run_uri, BUILD.folder, BuildResult, lambda tmp, folder: _describe_estimator(config, schema, tmp, folder)
         )
     user_builder = ":" in config.model.builder
     if user_builder:
@@ -182,7 +183,7 @@ def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> Buil
             "or name your own as module:function)"
         )
 
-    def produce(tmp: Path, final: Path) -> BuildResult:
+    def produce(tmp: Path, folder: str) -> BuildResult:
         # A fresh graph and seed give the same layer names and initial weights on every run and retry.
         tf.keras.backend.clear_session()
         tf.keras.utils.set_random_seed(config.seed)
@@ -213,7 +214,7 @@ def build(config: PipelineConfig, run_uri: str, prepared: PrepareResult) -> Buil
             summary.getvalue(),
         )
         return BuildResult(
-            model_uri=str(final / KERAS_MODEL_FILE),
+            model_uri=files.join(folder, KERAS_MODEL_FILE),
             input_plan=plan,
             output_names=list(model.output_names),
             parameters=model.count_params(),

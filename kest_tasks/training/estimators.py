@@ -13,6 +13,7 @@ from kest_tasks.core.config import ConfigError, PipelineConfig
 from kest_tasks.core.tfenv import import_tensorflow
 from kest_tasks.data.schema import Schema
 from kest_tasks.data.tfdata import WEIGHT_KEY, class_weights
+from kest_tasks.training.model_file import load_built_model
 from kest_tasks.training.user_code import import_function
 from kest_tasks.training.warm_start import estimator_warm_start, load_trainable_weights
 
@@ -170,7 +171,7 @@ def make_estimator(
     kind = config.trainer.kind
     if kind == "keras":
         tf.keras.backend.clear_session()
-        model = tf.keras.models.load_model(built.model_uri)
+        model = load_built_model(built)
         if warm_start:  # model_to_estimator starts training from the Keras model's own weights
             load_trainable_weights(model, warm_start)
         return tf.keras.estimator.model_to_estimator(keras_model=model, config=estimator_config)

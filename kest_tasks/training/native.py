@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
+from kest_tasks.core import files
 from kest_tasks.core.config import ConfigError, EarlyStoppingConfig, PipelineConfig
 from kest_tasks.core.layout import CHECKPOINT_NAME
 from kest_tasks.core.results import BuildResult, PrepareResult
@@ -21,6 +20,7 @@ from kest_tasks.core.tfenv import import_tensorflow
 from kest_tasks.data.schema import Schema
 from kest_tasks.data.tfdata import class_weights, read_examples, to_model_inputs, vocabulary_tables
 from kest_tasks.training.estimators import cluster_task, distribution_strategy, model_output
+from kest_tasks.training.model_file import load_built_model
 from kest_tasks.training.warm_start import load_trainable_weights, read_keras_weights
 
 log = logging.getLogger("kest.train")
@@ -30,7 +30,7 @@ def restored_model(built: BuildResult, checkpoint: str) -> Any:
     """The built Keras model with the weights of a training checkpoint (native or Keras Estimator)."""
     tf = import_tensorflow()
     tf.keras.backend.clear_session()
-    model = tf.keras.models.load_model(built.model_uri)
+    model = load_built_model(built)
     if not read_keras_weights(model, checkpoint):
         raise ConfigError(f"checkpoint {checkpoint} does not hold the weights of the model in {built.model_uri}")
     return model
@@ -98,7 +98,7 @@ def fit(
     config: PipelineConfig,
     prepared: PrepareResult,
     built: BuildResult,
-    model_dir: Path,
+    model_dir: str,
     early_stopping: EarlyStoppingConfig | None = None,
     warm_start: str | None = None,
 ) -> dict[str, float]:
@@ -111,18 +111,18 @@ def fit(
     strategy = distribution_strategy(config) or tf.distribute.get_strategy()
     task = cluster_task()
     # Under multi_worker every worker saves (the save is collective); only the chief's copy is kept.
-    save_dir = model_dir if task is None or task["chief"] else model_dir / f".worker-{task['index']}"
+    save_dir = model_dir if task is None or task["chief"] else files.join(model_dir, f".worker-{task['index']}")
     with strategy.scope():
-        model = tf.keras.models.load_model(built.model_uri)
+        model = load_built_model(built)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    latest = tf.train.latest_checkpoint(str(model_dir))
+    latest = tf.train.latest_checkpoint(model_dir)
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
     elif warm_start:
         load_trainable_weights(model, warm_start)
     initial_step = int(model.optimizer.iterations.numpy())
     manager = tf.train.CheckpointManager(
-        checkpoint, str(save_dir), max_to_keep=trainer.keep_checkpoint_max, checkpoint_name=CHECKPOINT_NAME
+        checkpoint, save_dir, max_to_keep=trainer.keep_checkpoint_max, checkpoint_name=CHECKPOINT_NAME
     )
     schema = Schema.of(prepared)
     weights = class_weights(config, schema)
@@ -147,7 +147,7 @@ def fit(
         callbacks = [
             _control_callback(manager, initial_step, trainer.steps, trainer.log_steps),
             tf.keras.callbacks.TensorBoard(
-                log_dir=str(save_dir), update_freq=trainer.log_steps, write_graph=False, profile_batch=0
+                log_dir=save_dir, update_freq=trainer.log_steps, write_graph=False, profile_batch=0
             ),
         ]
         if early_stopping is not None:
@@ -163,7 +163,7 @@ def fit(
         )
         metrics = {key[4:]: values[-1] for key, values in history.history.items() if key.startswith("val_")}
     if save_dir != model_dir:
-        shutil.rmtree(save_dir, ignore_errors=True)
+        files.remove_tree(save_dir)
     return {
         **{key: float(value) for key, value in metrics.items()},
         "global_step": float(model.optimizer.iterations.numpy()),

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from kest_tasks.core import files
 from kest_tasks.core.config import ConfigError, EarlyStoppingConfig, PipelineConfig
 from kest_tasks.core.execution import stage_function
-from kest_tasks.core.files import read_json, write_json_atomic
 from kest_tasks.core.layout import CHAMPION_COPY_FOLDER, WARM_START_RECORD, RunLayout, checkpoint_step
 from kest_tasks.core.results import BuildResult, PrepareResult, TrainResult
 from kest_tasks.core.stages import TRAIN
@@ -121,11 +122,11 @@ def _as_floats(metrics: dict) -> dict[str, float]:
 
 
 def _train_estimator(
-    config: PipelineConfig, prepared: PrepareResult, built: BuildResult, model_dir: Path, warm_start: str | None
+    config: PipelineConfig, prepared: PrepareResult, built: BuildResult, model_dir: str, warm_start: str | None
 ) -> dict[str, float]:
     tf = import_tensorflow()
     schema = Schema.of(prepared)
-    estimator = make_estimator(config, built, schema, str(model_dir), distributed=True, warm_start=warm_start)
+    estimator = make_estimator(config, built, schema, model_dir, distributed=True, warm_start=warm_start)
     train_spec = tf.estimator.TrainSpec(
         input_fn=input_fn(config, prepared, built, "train", training=True),
         max_steps=config.trainer.steps,
@@ -157,51 +158,54 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
     config = with_steps_from_epochs(config, prepared)
     layout = RunLayout(run_uri)
     model_dir, done = layout.stage_dir(TRAIN.folder), layout.result_file(TRAIN.folder)
-    if done.exists():
-        result = TrainResult.model_validate(read_json(done))
+    if files.exists(done):
+        result = TrainResult.model_validate(files.read_json(done))
         if result.global_step >= config.trainer.steps or result.stopped_early:
             how = "stopped early" if result.stopped_early else "trained"
             log.info("train: already %s at step %d in %s", how, result.global_step, model_dir)
             return result
-    model_dir.mkdir(parents=True, exist_ok=True)
-    resumed_from = tf.train.latest_checkpoint(str(model_dir))
-    warm_record = model_dir / WARM_START_RECORD
-    warm_start = None
-    if resumed_from:
-        log.info("train: resuming from checkpoint %s", resumed_from)
-    else:
-        warm_start = champion_checkpoint(config, model_dir / CHAMPION_COPY_FOLDER)
-        write_json_atomic(warm_record, {"version": warm_start[1] if warm_start else None})
+    if not files.is_gcs(model_dir):
+        files.local_path(model_dir).mkdir(parents=True, exist_ok=True)
+    resumed_from = tf.train.latest_checkpoint(model_dir)
+    warm_record = files.join(model_dir, WARM_START_RECORD)
     started = time.monotonic()
-    if config.trainer.kind == "native":
-        eval_metrics = native.fit(
-            config,
-            prepared,
-            built,
-            model_dir,
-            checked_early_stopping(config, built),
-            warm_start[0] if warm_start else None,
-        )
-    else:
-        eval_metrics = _train_estimator(config, prepared, built, model_dir, warm_start[0] if warm_start else None)
+    # A champion in object storage is downloaded here for a warm start; a retry resumes from checkpoints instead.
+    with tempfile.TemporaryDirectory(prefix="kest-champion-") as scratch:
+        warm_start = None
+        if resumed_from:
+            log.info("train: resuming from checkpoint %s", resumed_from)
+        else:
+            warm_start = champion_checkpoint(config, Path(scratch) / CHAMPION_COPY_FOLDER)
+            files.write_json(warm_record, {"version": warm_start[1] if warm_start else None})
+        if config.trainer.kind == "native":
+            eval_metrics = native.fit(
+                config,
+                prepared,
+                built,
+                model_dir,
+                checked_early_stopping(config, built),
+                warm_start[0] if warm_start else None,
+            )
+        else:
+            eval_metrics = _train_estimator(config, prepared, built, model_dir, warm_start[0] if warm_start else None)
     seconds = time.monotonic() - started
-    checkpoint = tf.train.latest_checkpoint(str(model_dir))
+    checkpoint = tf.train.latest_checkpoint(model_dir)
     global_step = checkpoint_step(checkpoint)
     result = TrainResult(
-        model_dir=str(model_dir),
+        model_dir=model_dir,
         checkpoint=checkpoint,
         global_step=global_step,
         stopped_early=config.trainer.early_stopping is not None and global_step < config.trainer.steps,
         eval_metrics=eval_metrics,
         seconds=round(seconds, 3),
-        warm_started_from=read_json(warm_record)["version"] if warm_record.exists() else None,
+        warm_started_from=files.read_json(warm_record)["version"] if files.exists(warm_record) else None,
     )
     task = cluster_task()
     if task and not task["chief"]:
         # Only the chief saves checkpoints and speaks for the run; a worker's view may lag its last save.
         log.info("train: %s %d finished its part at step %d", task["type"], task["index"], global_step)
         return result
-    write_json_atomic(done, result.model_dump(mode="json"))
+    files.write_json(done, result.model_dump(mode="json"))
     log.info(
         "train: %s step %d in %.1f s; eval split: %s",
         "stopped early at" if result.stopped_early else "reached",

@@ -15,16 +15,16 @@ def test_stage_folders_are_named_after_their_stages(tmp_path):
     run = RunLayout.for_run(str(tmp_path), "manual__2026-01-01T00:00:00+00:00")
     assert run.uri == str(tmp_path / layout.RUNS_FOLDER / "manual__2026-01-01T00_00_00_00_00")
     for spec in stages.STAGES:
-        assert run.stage_dir(spec.folder) == run.root / spec.name
-    assert run.result_file("evaluate") == run.root / "evaluate" / layout.RESULT_FILE
+        assert run.stage_dir(spec.folder) == f"{run.uri}/{spec.name}"
+    assert run.result_file("evaluate") == f"{run.uri}/evaluate/{layout.RESULT_FILE}"
 
 
 def test_a_legacy_folder_is_used_only_when_the_new_one_is_absent(tmp_path):
     run, legacy = RunLayout(str(tmp_path)), LEGACY_STAGE_FOLDERS[stages.EVALUATE.name]
     (tmp_path / legacy).mkdir()
-    assert run.stage_dir(stages.EVALUATE.folder) == tmp_path / legacy
+    assert run.stage_dir(stages.EVALUATE.folder) == str(tmp_path / legacy)
     (tmp_path / stages.EVALUATE.folder).mkdir()
-    assert run.stage_dir(stages.EVALUATE.folder) == tmp_path / stages.EVALUATE.folder
+    assert run.stage_dir(stages.EVALUATE.folder) == str(tmp_path / stages.EVALUATE.folder)
 
 
 def test_version_names_sort_by_export_time_and_are_stable_per_run():

@@ -9,7 +9,7 @@ import pytest
 
 from kest_tasks.core import layout, stages
 from kest_tasks.core.config import ChangeThreshold, ConfigError, Threshold, load_config
-from kest_tasks.core.files import write_json_atomic
+from kest_tasks.core.files import write_json
 from kest_tasks.data.prepare import PrepareResult
 from kest_tasks.evaluation.evaluate import EvaluateResult
 from kest_tasks.evaluation.gate import change_passes, check_thresholds, gate
@@ -18,7 +18,7 @@ from tests.helpers import IRIS_CONFIG, IRIS_CSV, iris_overrides
 
 def _evaluated(tmp_path, **metrics) -> EvaluateResult:
     uri = tmp_path / layout.METRICS_FILE
-    write_json_atomic(uri, {"metrics": metrics, "examples": 10})
+    write_json(uri, {"metrics": metrics, "examples": 10})
     return EvaluateResult(metrics_uri=str(uri), metrics=metrics, examples=10, checkpoint="c")
 
 
@@ -112,7 +112,7 @@ def test_the_champion_is_rescored_on_the_same_split(tmp_path, iris_run, change, 
 def test_a_champion_that_cannot_be_scored_blocks_blessing(tmp_path, iris_run):
     broken = tmp_path / "models" / "iris"
     (broken / "v1").mkdir(parents=True)
-    write_json_atomic(broken / layout.CHAMPION_FILE, {"version": "v1", "model_uri": str(broken / "v1")})
+    write_json(broken / layout.CHAMPION_FILE, {"version": "v1", "model_uri": str(broken / "v1")})
     config = load_config(
         IRIS_CONFIG, iris_overrides(tmp_path, gate={"change": {"accuracy": {"direction": "higher", "absolute": 0.0}}})
     )
