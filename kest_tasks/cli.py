@@ -15,7 +15,14 @@ from kest_tasks.core.config import ConfigError, deep_merge, load_config
 from kest_tasks.core.errors import KestError
 from kest_tasks.core.stages import BY_NAME
 from kest_tasks.orchestration.assets import default_config_path
-from kest_tasks.orchestration.runner import configure, format_summary, latest_summary, run_pipeline, run_stage
+from kest_tasks.orchestration.runner import (
+    ERROR_PREFIX,
+    configure,
+    format_summary,
+    latest_summary,
+    run_pipeline,
+    run_stage,
+)
 
 
 def parse_override(text: str) -> dict:
@@ -39,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="print the latest run's test metrics, gate and model")
     stage = commands.add_parser("stage", help="run one stage of a run (configures the run if it is new)")
     stage.add_argument("name", help=", ".join(BY_NAME))
-    stage.add_argument("--run-id", required=True, help="the run folder name")
+    which = stage.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run-id", help="the run folder name under the config's artifact_root")
+    which.add_argument(
+        "--run", metavar="URI", help="an existing run folder (local or gs://), its config frozen in it by configure"
+    )
     run.add_argument("--run-id", default=None, help="run folder name (default: cli__<UTC time>)")
     for sub in (run, summary, stage):
         sub.add_argument("--config", default=default_config_path(), help="pipeline config (YAML or JSON)")
@@ -63,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         for text in args.overrides:
             overrides = deep_merge(overrides, parse_override(text))
         if args.command == "stage":
-            run_uri = configure(args.config, overrides, args.run_id).run_uri
+            run_uri = args.run or configure(args.config, overrides, args.run_id).run_uri
             print(json.dumps(run_stage(args.name, run_uri), indent=2, sort_keys=True))
             return 0
         summary: dict[str, Any] | None
@@ -76,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("no finished run yet", file=sys.stderr)
                 return 1
     except KestError as error:
-        print(f"kest: error: {error}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{error}", file=sys.stderr)
         return 2
     print(format_summary(summary))
     return 0

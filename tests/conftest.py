@@ -28,6 +28,16 @@ def airflow_db() -> Path:
     return _AIRFLOW_HOME
 
 
+@pytest.fixture(scope="module")
+def dag(airflow_db):
+    """The kest_pipeline DAG, parsed from its file as Airflow's DAG processor does."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "kest_pipeline.py"))
+    assert bag.import_errors == {}
+    return bag.get_dag("kest_pipeline")
+
+
 @pytest.fixture
 def iris_config(tmp_path):
     from kest_tasks.core.config import load_config
@@ -57,6 +67,21 @@ def gcs(tmp_path, monkeypatch):
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "kest-test")
     yield emulator
     emulator.stop()
+
+
+@pytest.fixture
+def tf_gcs(tmp_path_factory, monkeypatch):
+    """The GCS emulator (in memory, buckets kest-runs and kest-models) with the loopback TLS proxy TensorFlow's own
+    gs:// filesystem goes through; this process and every process it starts reach it (settings in os.environ)."""
+    from tests.gcs_tls import TensorFlowGcs
+
+    gcs = TensorFlowGcs(tmp_path_factory.mktemp("tls"))
+    gcs.start()
+    gcs.create_bucket("kest-models")
+    for key, value in gcs.settings().items():
+        monkeypatch.setenv(key, value)
+    yield gcs
+    gcs.stop()
 
 
 # Fixtures that train a model: a test using one belongs to the slow tier (`make test-fast` leaves it out).

@@ -102,3 +102,12 @@ class Emulator:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+    def pause(self) -> None:
+        """Stop answering (connections are refused), keeping every object, as an outage would."""
+        self.server._api.join()
+
+    def resume(self) -> None:
+        """Answer again on the same port, with the objects it held."""
+        self.server._api = emulator_server.APIThread("127.0.0.1", self.port, self.server._storage, daemon=True)
+        self.server.start()

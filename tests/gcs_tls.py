@@ -178,5 +178,14 @@ class TensorFlowGcs:
         self.proxy.stop()
         self.emulator.stop()
 
+    def settings(self) -> dict[str, str]:
+        """What a process needs to reach the emulator: TensorFlow through the proxy, google-cloud-storage directly."""
+        return {**self.proxy.environment(), "STORAGE_EMULATOR_HOST": self.emulator.host, "GOOGLE_CLOUD_PROJECT": "kest"}
+
     def environment(self) -> dict[str, str]:
-        return {**os.environ, **self.proxy.environment(), "STORAGE_EMULATOR_HOST": self.emulator.host}
+        return {**os.environ, **self.settings()}
+
+    def create_bucket(self, name: str) -> None:
+        from gcp_storage_emulator.handlers import buckets
+
+        buckets.create_bucket(name, self.emulator.server._storage)

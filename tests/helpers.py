@@ -74,3 +74,21 @@ def stage_file(run: str | Path, spec: StageSpec[Any], name: str = "") -> Path:
     """A stage's folder in a run (`name` empty) or a file in it, e.g. `stage_file(run, EVALUATE, METRICS_FILE)`."""
     layout = RunLayout(str(run))
     return Path(layout.file(spec.folder, name) if name else layout.stage_dir(spec.folder))
+
+
+def task_links(run_id: str) -> dict[str, dict[str, str]]:
+    """The extra-link URLs stored for each task of a run (what the UI's link buttons open)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(XComModel.run_id == run_id, XComModel.key.like("_link_%")).all()
+        links: dict[str, dict[str, str]] = {}
+        for row in rows:
+            value = XComModel.deserialize_value(row)
+            links.setdefault(row.task_id, {})[row.key] = value
+    return links
+
+
+def task_states(run) -> dict[str, str]:
+    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in run.get_task_instances()}

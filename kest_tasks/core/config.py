@@ -419,7 +419,9 @@ def _resolve(path: str, base: Path, key: str = "") -> str:
         path = path[len("file://") :]
     if "://" in path:
         if key:
-            raise ConfigError(f"{key}: {path.split('://')[0]}:// is not supported; use a local path or gs://bucket/path")
+            raise ConfigError(
+                f"{key}: {path.split('://')[0]}:// is not supported; use a local path or gs://bucket/path"
+            )
         return path
     return str((base / Path(path).expanduser()).resolve())
 

@@ -31,6 +31,7 @@ from kest_tasks.core.errors import KestError
 GCS_SCHEME = "gs://"
 RETRY_SECONDS_ENV = "KEST_GCS_RETRY_SECONDS"
 DEFAULT_RETRY_SECONDS = 120.0
+RETRYABLE_MARK = "storage unavailable"  # in every retryable StorageError's line (a parent process tells them apart)
 TRANSFER_CHUNK = 8 << 20  # bytes per ranged read and per resumable-upload chunk: what a stream holds in memory
 
 
@@ -157,13 +158,13 @@ def translate_gcs_error(uri: str, error: BaseException) -> StorageError | None:
     if isinstance(error, api.RetryError):
         cause = error.cause if error.cause is not None else error
         return StorageError(
-            f"{uri}: storage unavailable for {retry_seconds():g} s of retries ({type(cause).__name__}: "
+            f"{uri}: {RETRYABLE_MARK} for {retry_seconds():g} s of retries ({type(cause).__name__}: "
             f"{error_summary(cause)})",
             retryable=True,
         )
     transient = (api.TooManyRequests, api.ServerError, http.ConnectionError, http.Timeout, ConnectionError)
     if isinstance(error, transient):
-        return StorageError(f"{uri}: storage unavailable ({type(error).__name__})", retryable=True)
+        return StorageError(f"{uri}: {RETRYABLE_MARK} ({type(error).__name__})", retryable=True)
     if isinstance(error, api.GoogleAPIError | auth.GoogleAuthError | http.RequestException | media.InvalidResponse):
         return StorageError(f"{uri}: {type(error).__name__}: {error_summary(error)}")
     return None

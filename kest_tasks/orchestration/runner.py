@@ -6,12 +6,22 @@ and under the same blessing rule.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from kest_tasks.core import files
 from kest_tasks.core.config import PipelineConfig, config_to_json, load_config
+from kest_tasks.core.errors import ConfigError, KestError
+from kest_tasks.core.files import RETRYABLE_MARK, StorageError
 from kest_tasks.core.layout import SUMMARY_FILE, RunLayout, runs_folder
 from kest_tasks.core.results import ConfigureResult
 from kest_tasks.core.stages import (
@@ -28,6 +38,7 @@ from kest_tasks.core.stages import (
 )
 
 log = logging.getLogger("kest")
+ERROR_PREFIX = "kest: error: "  # how the CLI prints a KestError, alone on its line
 
 
 def configure(
@@ -92,6 +103,57 @@ def run_stage(name: str, run_uri: str) -> dict[str, Any]:
         for argument, source in spec.inputs.items()
     }
     return invoke(spec, run_uri, upstream).model_dump(mode="json")
+
+
+FRESH_PROCESS_SETTING = "KEST_STAGE_PROCESS"  # "fresh": every stage task runs its stage in a new interpreter
+
+
+def fresh_process_wanted(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the deployment asks for each stage in a fresh Python process (KEST_STAGE_PROCESS=fresh)."""
+    value = (os.environ if environ is None else environ).get(FRESH_PROCESS_SETTING, "").strip().lower()
+    if value not in ("", "fresh", "same"):
+        raise ConfigError(f"{FRESH_PROCESS_SETTING}: expected 'fresh' or 'same', got {value!r}")
+    return value == "fresh"
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Have Linux send the stage process SIGTERM when the task process that started it dies (kill -9 included)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def run_stage_in_fresh_process(name: str, run_uri: str) -> dict[str, Any]:
+    """Run one stage as `python -m kest_tasks stage NAME --run RUN_URI` in a new process whose working directory
+    is a new empty folder, as a task on another worker would: it sees only the run folder (local or gs://). Its
+    output goes to this process's log line by line. Returns its result; a failure raises a one-line KestError
+    (a StorageError marked retryable when storage was unavailable)."""
+    command = [sys.executable, "-m", "kest_tasks", "stage", name, "--run", run_uri]
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory(prefix=f"kest-{name}-") as cwd:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=_die_with_parent,
+        )
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                log.info("[%s] %s", name, line.rstrip())
+                if line.strip():
+                    lines.append(line.strip())
+            code = process.wait()
+        finally:
+            if process.poll() is None:  # this task was stopped (on_kill, a timeout): stop the stage with it
+                process.terminate()
+                process.wait()
+    if code != 0:
+        errors = [line for line in lines if line.startswith(ERROR_PREFIX)]
+        message = errors[-1][len(ERROR_PREFIX) :] if errors else f"exited with code {code}: {(lines or [''])[-1]}"
+        raise StorageError(message, retryable=True) if RETRYABLE_MARK in message else KestError(message)
+    return stage(name).load(run_uri).model_dump(mode="json")
 
 
 def run_pipeline(config_path: str | Path, overrides: dict[str, Any] | None, run_id: str) -> dict[str, Any]:

@@ -12,19 +12,10 @@ from pathlib import Path
 import pytest
 
 from kest_tasks.core import layout, stages
-from tests.helpers import REPO, iris_overrides, stage_file
+from tests.helpers import REPO, iris_overrides, stage_file, task_links, task_states
 
 DAG_FILE = REPO / "dags" / "kest_pipeline.py"
 TASK_IDS = ["configure", *(spec.name for spec in stages.STAGES), "blessed", "summarize"]
-
-
-@pytest.fixture(scope="module")
-def dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert bag.import_errors == {}
-    return bag.get_dag("kest_pipeline")
 
 
 def test_dag_edges_come_from_the_stage_registry(dag):
@@ -119,24 +110,6 @@ def test_dag_file_imports_no_tensorflow():
     assert out.strip() == "[]"
 
 
-def _links(run_id: str) -> dict[str, dict[str, str]]:
-    """The extra-link URLs stored for each task of a run (what the UI's link buttons open)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        rows = session.query(XComModel).filter(XComModel.run_id == run_id, XComModel.key.like("_link_%")).all()
-        links: dict[str, dict[str, str]] = {}
-        for row in rows:
-            value = XComModel.deserialize_value(row)
-            links.setdefault(row.task_id, {})[row.key] = value
-    return links
-
-
-def _states(run) -> dict[str, str]:
-    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in run.get_task_instances()}
-
-
 def _run_folder(artifacts: Path) -> Path:
     (folder,) = (artifacts / layout.RUNS_FOLDER).iterdir()
     return folder
@@ -149,8 +122,8 @@ def test_dag_run_publishes_a_model_that_classifies_iris(dag, tmp_path):
     from kest_tasks.data.tfdata import read_examples
 
     run = dag.test(run_conf={"overrides": iris_overrides(tmp_path)})
-    assert run.state == "success", _states(run)
-    assert set(_states(run).values()) == {"success"}
+    assert run.state == "success", task_states(run)
+    assert set(task_states(run).values()) == {"success"}
     folder = _run_folder(tmp_path / "artifacts")
     summary = json.loads((folder / layout.SUMMARY_FILE).read_text())
     assert summary["blessed"] is True
@@ -169,7 +142,7 @@ def test_dag_run_publishes_a_model_that_classifies_iris(dag, tmp_path):
         )
         assert any(event.extra.get("model_uri") == str(published) and event.extra.get("champion") for event in events)
     # The plugin's macros chose the run folder; its extra links were worked out when the tasks finished.
-    assert _links(run.run_id) == {
+    assert task_links(run.run_id) == {
         "train": {
             "_link_TensorBoardLink": f"http://localhost:6006/?runFilter={folder.name}#timeseries",
             "_link_ModelDirLink": stage_file(folder, stages.TRAIN).as_uri(),
@@ -209,7 +182,7 @@ def test_impossible_threshold_skips_export_and_publish(dag, tmp_path):
     overrides = iris_overrides(tmp_path, gate={"thresholds": {"accuracy": {"lower": 1.01}}})
     # A typed form field on top of the overrides object, as the UI's trigger form sends it.
     run = dag.test(run_conf={"overrides": overrides, "trainer__steps": 50, "trainer__kind": "native"})
-    states = _states(run)
+    states = task_states(run)
     assert run.state == "success", states
     assert states["export"] == "skipped" and states["publish"] == "skipped"
     assert states["summarize"] == "success" and states["gate"] == "success" and states["report"] == "success"
@@ -225,7 +198,7 @@ def test_impossible_threshold_skips_export_and_publish(dag, tmp_path):
 
 def test_bad_config_fails_the_first_task_without_retries(dag, tmp_path, capfd, caplog):
     run = dag.test(run_conf={"overrides": {**iris_overrides(tmp_path), "trainer": {"stepz": 1}}})
-    states = _states(run)
+    states = task_states(run)
     assert run.state == "failed"
     assert states["configure"] == "failed"
     output = "".join(capfd.readouterr())
@@ -260,7 +233,7 @@ def test_dag_run_on_a_csv_with_string_features(dag, tmp_path):
     )
     overrides["model_name"] = "penguins"
     run = dag.test(run_conf={"overrides": overrides})
-    assert run.state == "success", _states(run)
+    assert run.state == "success", task_states(run)
     folder = _run_folder(tmp_path / "artifacts")
     schema = json.loads(stage_file(folder, stages.PREPARE, layout.SCHEMA_FILE).read_text())
     assert {f["name"]: f["type"] for f in schema["features"]} == {

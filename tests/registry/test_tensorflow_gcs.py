@@ -7,8 +7,6 @@ import sys
 
 import pytest
 
-from tests.gcs_tls import TensorFlowGcs
-
 pytestmark = pytest.mark.slow
 
 PROBE = """
@@ -36,14 +34,6 @@ print(json.dumps({"read": read, "listing": sorted(gfile.listdir(f"{root}/run/pre
                   "schema": gfile.GFile(f"{root}/run/prepare/schema2.json").read(),
                   "restored": restored.v.numpy().tolist(), "latest": tf.train.latest_checkpoint(f"{root}/run/train")}))
 """
-
-
-@pytest.fixture
-def tf_gcs(tmp_path):
-    gcs = TensorFlowGcs(tmp_path)
-    gcs.start()
-    yield gcs
-    gcs.stop()
 
 
 def test_tensorflow_reads_and_writes_gs_through_the_proxy(tf_gcs, monkeypatch):
