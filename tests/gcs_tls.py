@@ -159,6 +159,10 @@ def _pipe(secure: ssl.SSLSocket, plain: socket.socket) -> None:
             if not data:
                 return
             target.sendall(data)
+            if source is secure and b"\r\nexpect: 100-continue" in data[:8192].lower():
+                # curl waits a second for "100 Continue" before an upload's body; the emulator (HTTP/1.0) never
+                # sends one, so the proxy does, as GCS would.
+                secure.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
 class TensorFlowGcs:
