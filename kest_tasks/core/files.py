@@ -296,6 +296,13 @@ class _GcsStream(io.RawIOBase):
             finally:
                 super().close()
 
+    def discard(self) -> None:
+        """Drop a write without finishing it: the resumable upload is never finalized, so no object appears.
+        (BlobWriter finalizes on close, even from its finalizer, unless its buffer is closed first.)"""
+        with contextlib.suppress(Exception):
+            self.inner._buffer.close()
+        super().close()
+
 
 def open_read(uri: str | Path) -> BinaryIO:
     """A seekable binary stream of a file. A gs:// object is read in ranged requests of TRANSFER_CHUNK bytes, so

@@ -138,10 +138,7 @@ class _SplitWriter:
     def abort(self) -> None:
         """Close the files without naming them: they are left unmarked, for the next attempt to remove."""
         for file in self.files:
-            try:
-                file.close()
-            except OSError:
-                pass
+            file.abort()
 
     def close(self) -> list[str]:
         names = []

@@ -15,6 +15,7 @@ Wire format (field numbers from tensorflow/core/example/{example,feature}.proto)
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -307,6 +308,22 @@ class TFRecordFile:
             self._pending.pop(0).result()
         self._pending.append(self._pool.submit(self._out.write, memoryview(frames)))  # type: ignore[arg-type]
         self.records += records
+
+    def abort(self) -> None:
+        """Stop without finishing the file: a local one is left as it is (the stage removes it), an upload to gs://
+        is left unfinished, so it never becomes an object."""
+        for pending in self._pending:
+            with contextlib.suppress(Exception):  # the write that failed, or one behind it
+                pending.result()
+        self._pool.shutdown()
+        if self._out is not self._raw:
+            self._out.fileobj = None  # closing the gzip stream must not write its trailer into the file
+            self._out.close()
+        discard = getattr(self._raw, "discard", None)
+        if discard is not None:
+            discard()
+        else:
+            self._raw.close()
 
     def close(self) -> None:
         try:

@@ -111,3 +111,15 @@ def test_config_refuses_other_schemes_and_malformed_bucket_uris():
     config = load_config(IRIS_CONFIG, {"artifact_root": "gs://kest-runs/team/", "dataset": {"path": "file:///d.csv"}})
     assert config.artifact_root == "gs://kest-runs/team" and config.export.root == "gs://kest-runs/team/models"
     assert config.dataset.path == "/d.csv"
+
+
+def test_a_discarded_upload_never_becomes_an_object(gcs):
+    import gc
+
+    uri = "gs://kest-models/root/.train-00000.part"
+    stream = files.open_write(uri)
+    stream.write(os.urandom(files.TRANSFER_CHUNK + 1))  # the first chunk is already uploaded
+    stream.discard()  # type: ignore[attr-defined]
+    del stream
+    gc.collect()
+    assert not files.exists(uri) and files.list_files("gs://kest-models/root") == []

@@ -290,3 +290,25 @@ def test_without_the_kest_plugin_the_import_error_says_what_to_set(airflow_db, t
     env = {**os.environ, "AIRFLOW__CORE__PLUGINS_FOLDER": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
     assert "kest_pipeline needs the kest plugin: set AIRFLOW__CORE__PLUGINS_FOLDER" in out
+
+
+def test_storage_unavailable_fails_the_task_but_leaves_retries_to_airflow(dag):
+    """Bad input fails at once (no retry can fix it); an outage longer than the in-process retry budget fails the
+    attempt with its line, and Airflow's retries (2, with backoff) try again."""
+    import importlib.util
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kest_tasks.core.files import StorageError
+
+    spec = importlib.util.spec_from_file_location("kest_dag_module", DAG_FILE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(AirflowFailException, match=r"^gs://b/x: permission denied"):
+        with module.bad_input_fails_without_retry():
+            raise StorageError("gs://b/x: permission denied (403)")
+    with pytest.raises(module.StorageUnavailable, match=r"^gs://b/x: storage unavailable for 120 s"):
+        with module.bad_input_fails_without_retry():
+            raise StorageError("gs://b/x: storage unavailable for 120 s of retries (ConnectionError: refused)", True)
+    assert dag.get_task("prepare").retries == 2
