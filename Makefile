@@ -45,7 +45,7 @@ browser:
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
 # The quality gate: lint, format, types and the architecture's import contracts (pyproject.toml).
-CHECKED := kest_tasks dags plugins tests bench examples
+CHECKED := kest_tasks dags plugins tests bench examples dev
 check: $(VENV)/.dev
 	$(BIN)/ruff check $(CHECKED)
 	$(BIN)/ruff format --check $(CHECKED)

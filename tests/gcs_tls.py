@@ -14,21 +14,16 @@ them through the proxy). `patch_emulator_for_tensorflow` adds them, once per pro
 from __future__ import annotations
 
 import os
-import select
-import socket
-import ssl
-import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import trustme
 from gcp_storage_emulator import server as emulator_server
 from gcp_storage_emulator.handlers import objects
 
-from tests.gcs_emulator import Emulator, enforce_generation_preconditions, free_port
+from dev.gcs_tls_proxy import GOOGLE_HOSTS, TlsProxy
+from tests.gcs_emulator import Emulator, enforce_generation_preconditions
 
-GOOGLE_HOSTS = ("www.googleapis.com", "storage.googleapis.com")
 _patched: dict[str, Any] = {}
 
 
@@ -77,92 +72,6 @@ def patch_emulator_for_tensorflow() -> None:
             if handler is original_insert:
                 handlers[method] = insert
     objects.insert = insert
-
-
-class TlsProxy:
-    """A CONNECT proxy on loopback that terminates TLS for the Google storage hosts and pipes to `upstream`."""
-
-    def __init__(self, upstream_port: int, folder: Path) -> None:
-        self.upstream_port, self.port = upstream_port, free_port()
-        ca = trustme.CA()
-        self.ca_file = folder / "ca.pem"
-        ca.cert_pem.write_to_path(str(self.ca_file))
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert(*GOOGLE_HOSTS).configure_cert(self.context)
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.listener.close()
-
-    def environment(self) -> dict[str, str]:
-        """What a process needs for TF's gs:// to reach the emulator through this proxy."""
-        proxy = f"http://127.0.0.1:{self.port}"
-        return {
-            "https_proxy": proxy,
-            "HTTPS_PROXY": proxy,
-            "CURL_CA_BUNDLE": str(self.ca_file),
-            "GOOGLE_AUTH_TOKEN_FOR_TESTING": "kest-test-token",
-            "no_proxy": "127.0.0.1,localhost",
-        }
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
-
-    def _tunnel(self, client: socket.socket) -> None:
-        with client:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                data = client.recv(4096)
-                if not data:
-                    return
-                request += data
-            method, target = request.split(b" ", 2)[:2]
-            host, _, port = target.decode().partition(":")
-            if method != b"CONNECT" or host not in GOOGLE_HOSTS or port != "443":
-                client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-                return
-            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            self.connections += 1
-            try:
-                secure = self.context.wrap_socket(client, server_side=True)
-            except (ssl.SSLError, OSError):
-                return
-            with secure, socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
-                _pipe(secure, upstream)
-
-
-def _pipe(secure: ssl.SSLSocket, plain: socket.socket) -> None:
-    """Copy both ways until either side closes."""
-    sockets: list[Any] = [secure, plain]
-    while True:
-        readable = [secure] if secure.pending() else select.select(sockets, [], [], 30)[0]
-        if not readable:
-            return
-        for source in readable:
-            target = plain if source is secure else secure
-            try:
-                data = source.recv(65536)
-            except (ssl.SSLError, OSError):
-                return
-            if not data:
-                return
-            target.sendall(data)
-            if source is secure and b"\r\nexpect: 100-continue" in data[:8192].lower():
-                # curl waits a second for "100 Continue" before an upload's body; the emulator (HTTP/1.0) never
-                # sends one, so the proxy does, as GCS would.
-                secure.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
 class TensorFlowGcs:

@@ -1,8 +1,12 @@
 """No Docker engine runs here: the dev stack is checked statically (parsed, every service, volume, variable and
 profile it must have; the image's requirements are the repo's)."""
 
+import os
 import re
+import subprocess
+import sys
 
+import pytest
 import yaml
 
 from tests.helpers import REPO
@@ -94,3 +98,72 @@ def test_image_installs_the_pinned_requirements():
     assert "-r /opt/kest/requirements.txt -c /opt/kest/constraints.txt" in dockerfile
     requirements = (REPO / "requirements.txt").read_text()
     assert "apache-airflow==3.3.2" in requirements and "tensorflow==2.15.1" in requirements
+
+
+def test_the_gcs_override_runs_every_task_on_the_fake_gcs_bucket():
+    from kest_tasks.core.config import load_config
+
+    override = yaml.safe_load((REPO / "docker-compose.gcs.yaml").read_text())
+    services = override["services"]
+    proxy = services["gcs-tls-proxy"]
+    assert proxy["image"] == "kest-airflow:dev" and proxy["command"][:3] == ["python", "-m", "dev.gcs_tls_proxy"]
+    assert "fake-gcs:4443" in proxy["command"] and "/tls" in proxy["command"]
+    for name in ("api-server", "scheduler", "dag-processor", "triggerer", "airflow-worker"):
+        environment = services[name]["environment"]
+        assert (
+            environment["https_proxy"] == "http://gcs-tls-proxy:8443" and environment["CURL_CA_BUNDLE"] == "/tls/ca.pem"
+        )
+        assert environment["KEST_STAGE_PROCESS"] == "fresh" and "fake-gcs" in environment["no_proxy"]
+        assert "gcs-tls:/tls:ro" in services[name]["volumes"]
+    config_path = environment["KEST_CONFIG"].replace("/opt/kest/", f"{REPO}/")
+    config = load_config(config_path)
+    assert config.artifact_root == "gs://kest-runs/dev" and config.export.root == "gs://kest-models/dev"
+    assert config.dataset.path == str(REPO / "kest_tasks" / "configs" / "iris.csv")  # /opt/kest/... in the image
+    assert "gs://kest-runs/dev/runs" in services["tensorboard"]["command"]
+    assert "/data/kest-runs" in " ".join(_compose()["services"]["fake-gcs"]["entrypoint"])  # the bucket exists
+    assert "COPY --chown=airflow:0 dev /opt/kest/dev" in (REPO / "Dockerfile").read_text()
+
+
+@pytest.mark.slow
+def test_the_dev_proxy_lets_tensorflow_write_to_the_emulator(tmp_path):
+    """The gcs-tls-proxy service's program, started as the override starts it, in front of a real emulator."""
+    from tests.gcs_emulator import Emulator, free_port
+    from tests.gcs_tls import patch_emulator_for_tensorflow
+
+    patch_emulator_for_tensorflow()
+    emulator = Emulator(None, "kest-runs")
+    emulator.start()
+    port = free_port()
+    proxy = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dev.gcs_tls_proxy",
+            *("--upstream", f"127.0.0.1:{emulator.port}", "--listen", f"127.0.0.1:{port}", "--ca-dir", str(tmp_path)),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proxy.stdout is not None and "CONNECT proxy on" in proxy.stdout.readline()
+        probe = (
+            "import tensorflow as tf\n"
+            "with tf.io.gfile.GFile('gs://kest-runs/dev/probe.txt', 'w') as f: f.write('through the proxy')\n"
+            "print(tf.io.gfile.GFile('gs://kest-runs/dev/probe.txt').read())\n"
+        )
+        environment = {
+            **os.environ,
+            "https_proxy": f"http://127.0.0.1:{port}",
+            "CURL_CA_BUNDLE": str(tmp_path / "ca.pem"),
+            "GOOGLE_AUTH_TOKEN_FOR_TESTING": "dev-token",
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip().endswith("through the proxy")
+    finally:
+        proxy.kill()
+        proxy.wait()
+        emulator.stop()

@@ -1,0 +1,1 @@
+"""Tools for the dev stack and the tests (not part of the kest package)."""
