@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import p1_prepare, p2_training, p3_evaluate, p4_dag_import, p5_pipeline, p6_memory, q_quality
+from bench import (
+    gs_object_storage,
+    p1_prepare,
+    p2_training,
+    p3_evaluate,
+    p4_dag_import,
+    p5_pipeline,
+    p6_memory,
+    q_quality,
+)
 from bench.common import RESULTS, record
 
 BENCHMARKS = {
@@ -16,6 +25,7 @@ BENCHMARKS = {
     "P5": p5_pipeline.measure,
     "P6": p6_memory.measure,
     "Q": q_quality.measure,
+    "GS": gs_object_storage.measure,
 }
 
 

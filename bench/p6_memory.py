@@ -64,7 +64,7 @@ def write_parquet(path: Path, rows: int) -> None:
         writer.close()
 
 
-def peak_rss(csv_path: Path, work: Path, source: str = "csv") -> tuple[int, float]:
+def peak_rss(csv_path: Path | str, work: Path | str, source: str = "csv") -> tuple[int, float]:
     out = subprocess.run(
         [sys.executable, "-c", _PROBE, str(bundled_config()), str(csv_path), str(work), source],
         capture_output=True,

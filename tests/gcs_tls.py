@@ -102,3 +102,22 @@ class TensorFlowGcs:
         from gcp_storage_emulator.handlers import buckets
 
         buckets.create_bucket(name, self.emulator.server._storage)
+
+
+def main() -> None:
+    """`python -m tests.gcs_tls FOLDER`: serve the emulator (buckets kest-runs, kest-models) and the proxy in this
+    process, print the settings a client process needs as one JSON line, and serve until stdin closes (so a
+    benchmark keeps the emulator's work out of the process it measures)."""
+    import json
+    import sys
+
+    gcs = TensorFlowGcs(Path(sys.argv[1]))
+    gcs.start()
+    gcs.create_bucket("kest-models")
+    print(json.dumps(gcs.settings()), flush=True)
+    sys.stdin.read()
+    gcs.stop()
+
+
+if __name__ == "__main__":
+    main()
