@@ -109,15 +109,16 @@ def _client(project: str | None, emulator: str | None) -> Any:
 
 
 def gcs_bucket(bucket: str) -> Any:
+    """A bucket handle of the process's client (credentials are looked up here: call it under gcs_errors)."""
     emulator = os.environ.get("STORAGE_EMULATOR_HOST")
     project = os.environ.get("GOOGLE_CLOUD_PROJECT") or ("kest" if emulator else None)
-    with gcs_errors(f"{GCS_SCHEME}{bucket}"):
-        return _client(project, emulator).bucket(bucket)
+    return _client(project, emulator).bucket(bucket)
 
 
 def _blob(uri: str) -> Any:
     bucket, name = split_gcs(uri)
-    return gcs_bucket(bucket).blob(name, chunk_size=TRANSFER_CHUNK)
+    with gcs_errors(uri):
+        return gcs_bucket(bucket).blob(name, chunk_size=TRANSFER_CHUNK)
 
 
 _QUERY = re.compile(r"(\?|&)[^ ]*")  # query strings carry upload ids and signatures

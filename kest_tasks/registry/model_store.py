@@ -127,7 +127,8 @@ class GcsStore(Store):
     def __init__(self, root: str, retry_seconds: float = 120.0) -> None:
         self.root = root.rstrip("/")
         bucket, self.prefix = files.split_gcs(self.root)
-        self.bucket = files.gcs_bucket(bucket)
+        with files.gcs_errors(self.root):
+            self.bucket = files.gcs_bucket(bucket)
         self.retry = files.gcs_retry(retry_seconds)
 
     def _name(self, key: str) -> str:

@@ -123,3 +123,30 @@ def test_a_discarded_upload_never_becomes_an_object(gcs):
     del stream
     gc.collect()
     assert not files.exists(uri) and files.list_files("gs://kest-models/root") == []
+
+
+def test_missing_credentials_are_one_line_naming_the_uri(monkeypatch, tmp_path):
+    """Real google-auth, no emulator: credentials that point nowhere fail before any request is sent."""
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "kest-credentials-test")
+    with pytest.raises(files.StorageError) as raised:
+        files.exists("gs://kest-runs/runs/r1/config.json")
+    assert str(raised.value) == (
+        "gs://kest-runs/runs/r1/config.json: no usable Google credentials (DefaultCredentialsError); set "
+        "GOOGLE_APPLICATION_CREDENTIALS or run `gcloud auth application-default login`"
+    )
+    assert not raised.value.retryable
+
+
+def test_permission_errors_never_carry_query_strings_or_tokens():
+    from google.api_core import exceptions
+
+    denied = exceptions.Forbidden(
+        "POST https://storage.googleapis.com/upload/storage/v1/b/kest/o?uploadType=resumable&upload_id=SECRET123: "
+        "kest@project.iam.gserviceaccount.com does not have storage.objects.create access"
+    )
+    error = files.translate_gcs_error("gs://kest/runs/r1/config.json", denied)
+    assert isinstance(error, files.StorageError) and not error.retryable
+    assert str(error).startswith("gs://kest/runs/r1/config.json: permission denied (403 POST https://storage")
+    assert "SECRET123" not in str(error) and "uploadType" not in str(error) and "\n" not in str(error)
