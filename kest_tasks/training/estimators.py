@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
+from kest_tasks.core import files
 from kest_tasks.core.config import ConfigError, PipelineConfig
 from kest_tasks.core.tfenv import import_tensorflow
 from kest_tasks.data.schema import Schema
@@ -33,6 +35,32 @@ def cluster_task() -> dict | None:
     has_chief = any(name in spec.get("cluster", {}) for name in ("chief", "master"))
     chief = kind in ("chief", "master") or (kind == "worker" and index == 0 and not has_chief)
     return {"type": kind, "index": index, "chief": chief}
+
+
+CHIEF_CHECKPOINT_WAIT_SECONDS = 600.0
+
+
+def _wait_for_the_chiefs_keras_checkpoint(model_dir: str) -> None:
+    """On a non-chief worker of a cluster, wait for the chief's first checkpoint of the Keras model.
+
+    model_to_estimator writes `<model_dir>/keras/keras_model.ckpt` (the Estimator warm-starts from it) on every
+    task, since each reports itself chief under the multi-worker strategy; on one local disk the copies overwrite
+    each other harmlessly, but on gs:// one task's commit removes the other's temporary files and that task dies,
+    leaving its peers in collectives. So only the chief writes it; the others find it there and skip the write.
+    """
+    task = cluster_task()
+    if task is None or task["chief"]:
+        return
+    tf = import_tensorflow()
+    keras_dir = files.join(model_dir, "keras")
+    deadline = time.monotonic() + CHIEF_CHECKPOINT_WAIT_SECONDS
+    while not tf.train.latest_checkpoint(keras_dir):
+        if time.monotonic() > deadline:
+            raise ConfigError(
+                f"{task['type']} {task['index']}: the chief wrote no Keras checkpoint in {keras_dir} within "
+                f"{CHIEF_CHECKPOINT_WAIT_SECONDS:.0f} s; is the chief running with the same model_dir?"
+            )
+        time.sleep(0.5)
 
 
 def distribution_strategy(config: PipelineConfig) -> Any:
@@ -172,6 +200,7 @@ def make_estimator(
     if kind == "keras":
         tf.keras.backend.clear_session()
         model = load_built_model(built)
+        _wait_for_the_chiefs_keras_checkpoint(model_dir)
         if warm_start:  # model_to_estimator starts training from the Keras model's own weights
             load_trainable_weights(model, warm_start)
         return tf.keras.estimator.model_to_estimator(keras_model=model, config=estimator_config)

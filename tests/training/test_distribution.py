@@ -61,7 +61,7 @@ def test_mirrored_strategy_trains_every_kind(tmp_path, trainer):
     assert run_stage("train", run_uri)["global_step"] == 100
 
 
-def _start_task(tmp_path, run_id: str, cluster: dict, task_type: str) -> subprocess.Popen:
+def _start_task(run_uri: str, cluster: dict, task_type: str) -> subprocess.Popen:
     env = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -74,12 +74,8 @@ def _start_task(tmp_path, run_id: str, cluster: dict, task_type: str) -> subproc
             "kest_tasks",
             "stage",
             "train",
-            "--run-id",
-            run_id,
-            "--config",
-            str(IRIS_CONFIG),
-            "--set",
-            f"artifact_root={tmp_path / 'artifacts'}",
+            "--run",
+            run_uri,
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -101,21 +97,35 @@ def _finish(processes: list[subprocess.Popen]) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["keras", "native"])
-def test_multi_worker_training_on_loopback_then_export(tmp_path, kind):
+@pytest.mark.parametrize(
+    ("kind", "where"), [("keras", "local"), ("native", "local"), ("keras", "gs")], ids=["keras", "native", "keras-gs"]
+)
+def test_multi_worker_training_on_loopback_then_export(request, tmp_path, kind, where):
+    """Chief and worker processes train one model_dir (on gs://: TensorFlow's own GCS filesystem, as on machines
+    that share nothing but the bucket); then export, in another process, reads the chief's checkpoint."""
+    if where == "gs":
+        request.getfixturevalue("tf_gcs")
     overrides = iris_overrides(
         tmp_path, trainer={"kind": kind, "steps": 200, "checkpoint_steps": 50, "distribution": "multi_worker"}
     )
+    if where == "gs":
+        overrides["artifact_root"] = "gs://kest-runs/multi-worker"
     run_uri = configure(IRIS_CONFIG, overrides, "multi-worker").run_uri
     run_stage("prepare", run_uri)
     run_stage("build", run_uri)
     cluster = {"chief": [f"127.0.0.1:{_free_port()}"], "worker": [f"127.0.0.1:{_free_port()}"]}
-    outputs = _finish([_start_task(tmp_path, "multi-worker", cluster, task) for task in ("chief", "worker")])
+    outputs = _finish([_start_task(run_uri, cluster, task) for task in ("chief", "worker")])
     assert "worker 0 finished its part" in outputs[1], outputs[1][-4000:]
-    result = stages.TRAIN.load(str(Path(run_uri))).model_dump()
-    assert result["global_step"] == 200
-    exported = run_stage("export", run_uri)
-    assert exported["checked_rows"] > 0
+    result = stages.TRAIN.load(run_uri).model_dump()
+    assert result["global_step"] == 200 and result["model_dir"] == f"{run_uri}/train"
+    export = subprocess.run(
+        [sys.executable, "-m", "kest_tasks", "stage", "export", "--run", run_uri],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert json.loads(export.stdout)["checked_rows"] > 0
 
 
 @pytest.mark.slow
@@ -131,9 +141,9 @@ def test_parameter_server_cluster_on_loopback_then_export(tmp_path):
         "worker": [f"127.0.0.1:{_free_port()}"],
         "ps": [f"127.0.0.1:{_free_port()}"],
     }
-    ps = _start_task(tmp_path, "ps", cluster, "ps")  # a parameter server serves until it is stopped
+    ps = _start_task(run_uri, cluster, "ps")  # a parameter server serves until it is stopped
     try:
-        outputs = _finish([_start_task(tmp_path, "ps", cluster, task) for task in ("chief", "worker")])
+        outputs = _finish([_start_task(run_uri, cluster, task) for task in ("chief", "worker")])
     finally:
         ps.kill()
         ps.wait()
