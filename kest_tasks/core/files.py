@@ -320,11 +320,15 @@ def open_read(uri: str | Path) -> BinaryIO:
         raise StorageNotFound(f"{uri}: not found") from None
 
 
-def open_write(uri: str | Path) -> BinaryIO:
-    """A binary stream writing a new file. To gs:// it is a resumable upload in TRANSFER_CHUNK pieces: the object
-    appears only when the stream is closed."""
+UPLOAD_CHUNK_UNIT = 256 << 10  # GCS takes resumable-upload chunks in multiples of 256 KiB
+
+
+def open_write(uri: str | Path, chunk_bytes: int = TRANSFER_CHUNK) -> BinaryIO:
+    """A binary stream writing a new file. To gs:// it is a resumable upload in pieces of `chunk_bytes` (a multiple
+    of 256 KiB; what the stream holds in memory): the object appears only when the stream is closed."""
     if is_gcs(uri):
-        writer = _blob(str(uri)).open("wb", chunk_size=TRANSFER_CHUNK, retry=gcs_retry(), ignore_flush=True)
+        chunk = max(UPLOAD_CHUNK_UNIT, chunk_bytes // UPLOAD_CHUNK_UNIT * UPLOAD_CHUNK_UNIT)
+        writer = _blob(str(uri)).open("wb", chunk_size=chunk, retry=gcs_retry(), ignore_flush=True)
         return _GcsStream(str(uri), writer)  # type: ignore[return-value]
     path = local_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -102,19 +102,33 @@ def split_of_hashes(hashes: np.ndarray, fractions: dict[str, float]) -> np.ndarr
     return np.searchsorted(bounds, position, side="right")
 
 
+# What all open shard uploads to gs:// may buffer together (each holds one resumable-upload chunk, at most 8 MiB).
+UPLOAD_BUFFER_BYTES = 64 << 20
+
+
+def upload_chunk(dataset: DatasetConfig) -> int:
+    """Each shard upload's chunk: 8 MiB, less when many shards are open at once, so memory stays bounded."""
+    open_shards = len(SPLITS) * (1 if dataset.rows_per_shard else dataset.shards)
+    return min(files.TRANSFER_CHUNK, UPLOAD_BUFFER_BYTES // open_shards)
+
+
 class _SplitWriter:
-    """The shard files of one split: rows dealt round-robin to `shards` files, or a new file every N rows."""
+    """The shard files of one split: rows dealt round-robin to `shards` files, or a new file every N rows (a full
+    one is finished at once, so one file per split is open)."""
 
     def __init__(self, folder: str, split: str, dataset: DatasetConfig) -> None:
         self.folder, self.split, self.dataset = folder, split, dataset
         self.files: list[tfrecord_writer.TFRecordFile] = []
         self.rows = 0
+        self.chunk = upload_chunk(dataset)
         if not dataset.rows_per_shard:
             self.files = [self._open(i) for i in range(dataset.shards)]
 
     def _open(self, index: int) -> tfrecord_writer.TFRecordFile:
+        if self.dataset.rows_per_shard and self.files:
+            self.files[-1].close()
         part = files.join(self.folder, f".{self.split}-{index:05d}.part")
-        return tfrecord_writer.TFRecordFile(part, self.dataset.compression)
+        return tfrecord_writer.TFRecordFile(part, self.dataset.compression, upload_chunk=self.chunk)
 
     def write(self, encode: Any, rows: np.ndarray) -> None:
         if self.dataset.rows_per_shard:

@@ -291,10 +291,14 @@ class TFRecordFile:
     with parsing and encoding the next chunk; at most one write is pending, bounding memory.
     """
 
-    def __init__(self, uri: str | Path, compression: str, level: int = 6) -> None:
+    def __init__(
+        self, uri: str | Path, compression: str, level: int = 6, upload_chunk: int = files.TRANSFER_CHUNK
+    ) -> None:
         self.uri = str(uri)
         self.records = 0
-        self._raw: BinaryIO = files.open_write(uri)  # a local file, or a streamed upload to gs://
+        self.closed = False
+        # A local file, or a streamed upload to gs:// holding at most `upload_chunk` bytes in memory.
+        self._raw: BinaryIO = files.open_write(uri, upload_chunk)
         self._out: Any = (
             gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=level, mtime=0)
             if compression == "GZIP"
@@ -311,7 +315,10 @@ class TFRecordFile:
 
     def abort(self) -> None:
         """Stop without finishing the file: a local one is left as it is (the stage removes it), an upload to gs://
-        is left unfinished, so it never becomes an object."""
+        is left unfinished, so it never becomes an object. A file already closed stays as it is."""
+        if self.closed:
+            return
+        self.closed = True
         for pending in self._pending:
             with contextlib.suppress(Exception):  # the write that failed, or one behind it
                 pending.result()
@@ -326,6 +333,9 @@ class TFRecordFile:
             self._raw.close()
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         try:
             for pending in self._pending:
                 pending.result()

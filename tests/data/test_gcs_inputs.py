@@ -52,3 +52,22 @@ def test_missing_inputs_are_one_line_naming_the_uri(gcs):
         list(read_chunks(missing, plan_sources(missing), {}))
     with pytest.raises(DataError, match=rf"^{ROOT}/span-{{SPAN}}/\*\.csv: no span found"):
         plan_sources(_dataset(f"{ROOT}/span-{{SPAN}}/*.csv"))
+
+
+@pytest.mark.parametrize("sharding", [{"shards": 64}, {"rows_per_shard": 20}], ids=["64-shards", "rows-per-shard"])
+def test_prepare_writes_many_shards_into_a_bucket_in_bounded_memory(gcs, sharding):
+    """Every open shard upload holds one chunk: 64 shards per split get 256 KiB chunks (not 8 MiB each), and with
+    rows_per_shard a full shard is finished before the next one starts."""
+    from kest_tasks.data.prepare import SPLITS, UPLOAD_BUFFER_BYTES, prepare, upload_chunk
+
+    config = load_config(IRIS_CONFIG, {"artifact_root": "gs://kest-models/many", "dataset": sharding})
+    assert upload_chunk(config.dataset) * len(SPLITS) * config.dataset.shards <= UPLOAD_BUFFER_BYTES
+    prepared = prepare(config, "gs://kest-models/many/runs/r1")
+    written = files.list_files("gs://kest-models/many/runs/r1/prepare")
+    shards = [name for name in written if name.endswith(".tfrecord.gz")]
+    assert sum(prepared.split_rows.values()) == 150 and not [name for name in written if name.startswith(".")]
+    assert len(shards) == sum(len(names) for names in prepared.files.values())
+    if "shards" in sharding:
+        assert len(shards) == 3 * 64
+    else:
+        assert len(prepared.files["train"]) == -(-prepared.split_rows["train"] // 20)
