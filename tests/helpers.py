@@ -92,3 +92,20 @@ def task_links(run_id: str) -> dict[str, dict[str, str]]:
 
 def task_states(run) -> dict[str, str]:
     return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in run.get_task_instances()}
+
+
+def stage_process(name: str, run_uri: str, timeout: float = 600) -> tuple[dict[str, Any], str]:
+    """Run one stage of an existing run as `python -m kest_tasks stage NAME --run RUN_URI` in a new process (as a
+    task on another worker would): its result and its log (stderr). Fails the test if the stage fails."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "kest_tasks", "stage", name, "--run", run_uri],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout), done.stderr

@@ -12,7 +12,7 @@ import pytest
 from kest_tasks.core import stages
 from kest_tasks.core.config import ConfigError
 from kest_tasks.orchestration.runner import configure, run_stage
-from tests.helpers import IRIS_CONFIG, REPO, iris_overrides
+from tests.helpers import IRIS_CONFIG, REPO, iris_overrides, stage_process
 
 
 def _free_port() -> int:
@@ -118,14 +118,7 @@ def test_multi_worker_training_on_loopback_then_export(request, tmp_path, kind, 
     assert "worker 0 finished its part" in outputs[1], outputs[1][-4000:]
     result = stages.TRAIN.load(run_uri).model_dump()
     assert result["global_step"] == 200 and result["model_dir"] == f"{run_uri}/train"
-    export = subprocess.run(
-        [sys.executable, "-m", "kest_tasks", "stage", "export", "--run", run_uri],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert export.returncode == 0, export.stderr[-3000:]
-    assert json.loads(export.stdout)["checked_rows"] > 0
+    assert stage_process("export", run_uri)[0]["checked_rows"] > 0
 
 
 @pytest.mark.slow

@@ -1,6 +1,5 @@
 """Fault recovery: training killed with SIGKILL mid-run resumes from its last checkpoint on retry."""
 
-import json
 import re
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 from kest_tasks.core import files, layout, stages
 from kest_tasks.core.layout import RunLayout
 from kest_tasks.orchestration.runner import configure, run_stage
-from tests.helpers import IRIS_CONFIG
+from tests.helpers import IRIS_CONFIG, stage_process
 
 pytestmark = pytest.mark.slow
 
@@ -68,14 +67,7 @@ def test_kill_9_then_retry_resumes_at_the_checkpoint_and_stops_at_the_configured
     assert 2 * every <= killed_at < steps
     assert not files.exists(files.join(model_dir, layout.RESULT_FILE))
 
-    retry = subprocess.run(
-        [sys.executable, "-m", "kest_tasks", "stage", "train", "--run", run_uri],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert retry.returncode == 0, retry.stderr[-3000:]
-    result = json.loads(retry.stdout)
+    result, log = stage_process("train", run_uri)  # the retry, as on another worker
     assert result["global_step"] == steps and result["checkpoint"] == f"{model_dir}/model.ckpt-{steps}"
-    resumed = [line for line in retry.stderr.splitlines() if "resuming from checkpoint" in line]
+    resumed = [line for line in log.splitlines() if "resuming from checkpoint" in line]
     assert resumed and resumed[0].endswith(f"{model_dir}/model.ckpt-{killed_at}")
