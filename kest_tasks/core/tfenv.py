@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import logging
 import os
+import re
 import warnings
+from collections.abc import Iterator
 from types import ModuleType
+
+from kest_tasks.core.files import RETRYABLE_MARK, StorageError, error_summary
 
 _tf: ModuleType | None = None
 
@@ -61,3 +66,30 @@ def import_tensorflow() -> ModuleType:
         _tf = tf
         _freeze_long_lived_objects()
     return _tf
+
+
+_GCS_URI = re.compile(r"gs://[^\s?'\"]+")
+
+
+@contextlib.contextmanager
+def tensorflow_storage_errors() -> Iterator[None]:
+    """Errors of the files TensorFlow reads and writes itself in gs:// (TFRecords, checkpoints, events, SavedModels):
+    an object that is missing (e.g. deleted after it was listed), forbidden or unreachable becomes one StorageError
+    line naming it, instead of TensorFlow's traceback. Other TensorFlow errors pass through."""
+    tf = import_tensorflow()
+    kinds = (
+        (tf.errors.NotFoundError, "not found", False),
+        (tf.errors.PermissionDeniedError, "permission denied", False),
+        (tf.errors.UnavailableError, RETRYABLE_MARK, True),
+        (tf.errors.DeadlineExceededError, RETRYABLE_MARK, True),
+    )
+    try:
+        yield
+    except tf.errors.OpError as error:
+        found = _GCS_URI.search(error.message or "")
+        kind = next(((what, retryable) for cls, what, retryable in kinds if isinstance(error, cls)), None)
+        if found is None or kind is None:
+            raise
+        http = re.search(r"HTTP response code \d+", error.message)
+        detail = http.group(0) if http else error_summary(error)
+        raise StorageError(f"{found.group(0)}: {kind[0]} (TensorFlow: {detail})", retryable=kind[1]) from None

@@ -20,6 +20,7 @@ from kest_tasks.core.files import write_json
 from kest_tasks.core.layout import METRICS_FILE, PREDICTIONS_FILE, checkpoint_step
 from kest_tasks.core.results import BuildResult, EvaluateResult, PrepareResult, TrainResult
 from kest_tasks.core.stages import EVALUATE
+from kest_tasks.core.tfenv import tensorflow_storage_errors
 from kest_tasks.data.schema import Schema
 from kest_tasks.evaluation.metrics import headline, score, sliced_scores
 from kest_tasks.evaluation.scoring import score_trained_model
@@ -40,7 +41,8 @@ def evaluate(
 
     def produce(tmp: Path, folder: str) -> EvaluateResult:
         started = time.monotonic()
-        scored = score_trained_model(config, prepared, built, trained.checkpoint, tmp)
+        with tensorflow_storage_errors():
+            scored = score_trained_model(config, prepared, built, trained.checkpoint, tmp)
         classes = schema.label.classes if schema.label.kind == "classification" else None
         overall = score(scored.labels, scored.outputs, classes)
         slices = sliced_scores(scored.labels, scored.outputs, classes, scored.features, config.evaluate.slice_by)

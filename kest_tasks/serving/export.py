@@ -25,7 +25,7 @@ from kest_tasks.core.layout import (
 )
 from kest_tasks.core.results import BuildResult, ExportResult, PrepareResult, TrainResult
 from kest_tasks.core.stages import EXPORT
-from kest_tasks.core.tfenv import import_tensorflow
+from kest_tasks.core.tfenv import import_tensorflow, tensorflow_storage_errors
 from kest_tasks.data.schema import LabelSchema, Schema
 from kest_tasks.data.tfdata import (
     model_features,
@@ -218,7 +218,7 @@ def export(
     schema = Schema.of(prepared)
 
     def produce(tmp: Path, folder: str) -> ExportResult:
-        with FreshProcess() as validator:  # importing TensorFlow while the model is exported
+        with tensorflow_storage_errors(), FreshProcess() as validator:  # the fresh one imports TF meanwhile
             examples, rows = _test_examples(prepared, schema, config.export.query_rows)
             export_kind = _export_native if config.trainer.kind == "native" else _export_estimator
             saved_model_dir = tmp / SAVED_MODEL_FOLDER

@@ -20,7 +20,7 @@ from kest_tasks.core.execution import stage_function
 from kest_tasks.core.layout import CHAMPION_COPY_FOLDER, WARM_START_RECORD, RunLayout, checkpoint_step
 from kest_tasks.core.results import BuildResult, PrepareResult, TrainResult
 from kest_tasks.core.stages import TRAIN
-from kest_tasks.core.tfenv import import_tensorflow
+from kest_tasks.core.tfenv import import_tensorflow, tensorflow_storage_errors
 from kest_tasks.data.schema import Schema
 from kest_tasks.data.tfdata import WEIGHT_KEY, class_weights, read_examples
 from kest_tasks.training import native
@@ -150,6 +150,15 @@ def _train_estimator(
     return _as_floats(outcome[0] if outcome else {})
 
 
+def _fit(
+    config: PipelineConfig, prepared: PrepareResult, built: BuildResult, model_dir: str, warm_start: str | None
+) -> dict[str, float]:
+    """Train with the configured trainer kind; the eval split's metrics at the last checkpoint."""
+    if config.trainer.kind == "native":
+        return native.fit(config, prepared, built, model_dir, checked_early_stopping(config, built), warm_start)
+    return _train_estimator(config, prepared, built, model_dir, warm_start)
+
+
 @stage_function
 def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: BuildResult) -> TrainResult:
     """Train until global_step reaches trainer.steps (or trainer.epochs), resuming from any checkpoint in
@@ -177,17 +186,8 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
         else:
             warm_start = champion_checkpoint(config, Path(scratch) / CHAMPION_COPY_FOLDER)
             files.write_json(warm_record, {"version": warm_start[1] if warm_start else None})
-        if config.trainer.kind == "native":
-            eval_metrics = native.fit(
-                config,
-                prepared,
-                built,
-                model_dir,
-                checked_early_stopping(config, built),
-                warm_start[0] if warm_start else None,
-            )
-        else:
-            eval_metrics = _train_estimator(config, prepared, built, model_dir, warm_start[0] if warm_start else None)
+        with tensorflow_storage_errors():
+            eval_metrics = _fit(config, prepared, built, model_dir, warm_start[0] if warm_start else None)
     seconds = time.monotonic() - started
     checkpoint = tf.train.latest_checkpoint(model_dir)
     global_step = checkpoint_step(checkpoint)

@@ -108,3 +108,26 @@ def test_a_dag_run_in_object_storage_with_each_task_on_its_own_worker(dag, tf_gc
     truth = [classes.index(row[header.index(schema["label"]["name"])]) for row in rows]
     assert sum(int(p == t) for p, t in zip(predicted, truth)) / len(rows) >= 0.9
     assert not Path("artifacts").exists()
+
+
+def test_a_shard_deleted_after_prepare_fails_training_in_one_line(tf_gcs):
+    """An object that disappears between listing (prepare's result) and reading (TensorFlow's tf.data in train)."""
+    from kest_tasks.orchestration.runner import configure, run_stage
+    from tests.helpers import IRIS_CONFIG
+
+    run_uri = configure(IRIS_CONFIG, {"artifact_root": f"{RUNS}-missing", "trainer": {"steps": 20}}, "gone").run_uri
+    shard = run_stage("prepare", run_uri)["files"]["train"][0]
+    run_stage("build", run_uri)
+    bucket, name = files.split_gcs(shard)
+    files.gcs_bucket(bucket).blob(name).delete()
+    done = subprocess.run(
+        [sys.executable, "-m", "kest_tasks", "stage", "train", "--run", run_uri],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"kest: error: {shard}: not found (TensorFlow: HTTP response code 404)"
+    )
+    assert stages.TRAIN.stored(run_uri) is None
