@@ -155,6 +155,11 @@ class DatasetConfig(_Section):
         None, ge=1, description="Instead of `shards`: start a new shard every N rows of a split."
     )
     compression: Literal["GZIP", "NONE"] = Field("GZIP", description="TFRecord compression.")
+    # Measured on 79 MB of 20-float records: level 1 compresses at 94 MB/s to 36 % of the size, 6 (zlib's
+    # default) at 24 MB/s to 30 %, 9 at 3 MB/s to 29 %; TensorFlow reads every level.
+    compression_level: int = Field(
+        1, ge=1, le=9, description="GZIP level: 1 is 4x faster to write than 6 for about 18 % more bytes."
+    )
 
     @model_validator(mode="after")
     def _source_is_complete(self) -> DatasetConfig:

@@ -128,7 +128,9 @@ class _SplitWriter:
         if self.dataset.rows_per_shard and self.files:
             self.files[-1].close()
         part = files.join(self.folder, f".{self.split}-{index:05d}.part")
-        return tfrecord_writer.TFRecordFile(part, self.dataset.compression, upload_chunk=self.chunk)
+        return tfrecord_writer.TFRecordFile(
+            part, self.dataset.compression, level=self.dataset.compression_level, upload_chunk=self.chunk
+        )
 
     def write(self, encode: Any, rows: np.ndarray) -> None:
         if self.dataset.rows_per_shard:

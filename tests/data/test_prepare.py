@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -8,7 +9,7 @@ from kest_tasks.core import layout, stages
 from kest_tasks.data.prepare import DataError, prepare, row_hashes, shard_name, split_of_hashes
 from kest_tasks.data.schema import Schema
 from kest_tasks.data.tfdata import read_examples
-from tests.helpers import stage_file
+from tests.helpers import IRIS_CONFIG, stage_file
 
 PINNED_HASHES = [9775129517422774067, 13629475271234692863, 7486504508895695438, 9349957416564748071]
 
@@ -327,3 +328,23 @@ def test_tfds_source_from_a_local_data_dir(iris_config, tmp_path, tfds_dir):
     _replace_dataset(iris_config, tfds={"name": "not_there", "split": "train", "data_dir": str(tfds_dir)})
     with pytest.raises(DataError, match=r"tfds:not_there/train in .*: cannot load without downloading"):
         prepare(iris_config, str(tmp_path / "other"))
+
+
+def test_the_gzip_level_is_a_setting_and_every_level_reads_back(tmp_path):
+    """Level 1 (the default: fastest) and 9 (smallest) hold the same records; 9's files are not larger."""
+    from kest_tasks.core.config import ConfigError, load_config
+    from kest_tasks.core.tfenv import import_tensorflow
+
+    with pytest.raises(ConfigError, match="dataset.compression_level"):
+        load_config(IRIS_CONFIG, {"dataset": {"compression_level": 0}})
+    records, sizes = {}, {}
+    for level in (1, 9):
+        config = load_config(IRIS_CONFIG, {"artifact_root": str(tmp_path), "dataset": {"compression_level": level}})
+        assert config.dataset.compression_level == level
+        prepared = prepare(config, str(tmp_path / "runs" / f"level-{level}"))
+        (shard,) = prepared.files["train"]
+        data = import_tensorflow().data.TFRecordDataset([shard], compression_type="GZIP")
+        records[level] = [record.numpy() for record in data]
+        sizes[level] = Path(shard).stat().st_size
+    assert records[1] == records[9] and len(records[1]) > 0 and sizes[9] <= sizes[1]
+    assert load_config(IRIS_CONFIG).dataset.compression_level == 1
