@@ -158,9 +158,11 @@ def translate_gcs_error(uri: str, error: BaseException) -> StorageError | None:
         )
     if isinstance(error, api.RetryError):
         cause = error.cause if error.cause is not None else error
+        # The budget of the retry that gave up (a model store has its own), as its message states it.
+        budget = re.search(r"Timeout of ([\d.]+)s", str(error))
+        seconds = float(budget.group(1)) if budget else retry_seconds()
         return StorageError(
-            f"{uri}: {RETRYABLE_MARK} for {retry_seconds():g} s of retries ({type(cause).__name__}: "
-            f"{error_summary(cause)})",
+            f"{uri}: {RETRYABLE_MARK} for {seconds:g} s of retries ({type(cause).__name__}: {error_summary(cause)})",
             retryable=True,
         )
     transient = (api.TooManyRequests, api.ServerError, http.ConnectionError, http.Timeout, ConnectionError)

@@ -17,7 +17,7 @@ import numpy as np
 from kest_tasks.core import files
 from kest_tasks.core.config import ChangeThreshold, ConfigError, PipelineConfig
 from kest_tasks.core.execution import run_once, stage_function
-from kest_tasks.core.files import write_json
+from kest_tasks.core.files import StorageError, write_json
 from kest_tasks.core.layout import BLESSING_FILE, CHAMPION_COPY_FOLDER
 from kest_tasks.core.results import Check, EvaluateResult, GateResult, PrepareResult
 from kest_tasks.core.stages import GATE
@@ -26,7 +26,6 @@ from kest_tasks.data.schema import Schema
 from kest_tasks.evaluation.metrics import score
 from kest_tasks.evaluation.scoring import all_metrics, run_over_split, split_batches
 from kest_tasks.registry.champion import champion_model_dir, current_champion
-from kest_tasks.registry.model_store import StoreError
 
 log = logging.getLogger("kest.gate")
 
@@ -128,7 +127,7 @@ def gate(config: PipelineConfig, run_uri: str, evaluated: EvaluateResult, prepar
             try:
                 champion_dir = champion_model_dir(config, champion, scratch)
                 champion_score = score_saved_model(config, prepared, str(champion_dir))
-            except (ChampionError, StoreError) as error:
+            except (ChampionError, StorageError) as error:  # the store's own refusals (StoreError) included
                 problems.append(f"champion {champion['version']} cannot be scored on this test split: {error}")
             else:
                 checks += check_changes(config, metrics, champion_score["metrics"])

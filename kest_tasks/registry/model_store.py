@@ -101,13 +101,13 @@ class LocalStore(Store):
             files.write_json(staging / PUBLISH_RECORD, record)
             for name, path in extra.items():
                 shutil.copyfile(path, staging / name)
-            sources = copy_tree_last(source, staging, last=last) + 1 + len(extra)
+            count = copy_tree_last(source, staging, last=last) + 1 + len(extra)
             if dest.exists():  # a folder left without its last file was never published: replace it
                 shutil.rmtree(dest)
             os.replace(staging, dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return sources
+        return count
 
     def local_copy(self, prefix: str, scratch: Path) -> Path:
         return self.path / prefix
@@ -134,15 +134,12 @@ class GcsStore(Store):
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _errors(self, where: str) -> contextlib.AbstractContextManager[None]:
-        return files.gcs_errors(where)
-
     def exists(self, key: str) -> bool:
-        with self._errors(self.uri(key)):
+        with files.gcs_errors(self.uri(key)):
             return self.bucket.blob(self._name(key)).exists(retry=self.retry)
 
     def read_json(self, key: str) -> tuple[Any, Any]:
-        with self._errors(self.uri(key)):
+        with files.gcs_errors(self.uri(key)):
             blob = self.bucket.get_blob(self._name(key), retry=self.retry)
             if blob is None:
                 return None, None
@@ -152,7 +149,7 @@ class GcsStore(Store):
     def put_json(self, key: str, value: Any, if_token: Any) -> bool:
         from google.api_core.exceptions import PreconditionFailed
 
-        with self._errors(self.uri(key)):
+        with files.gcs_errors(self.uri(key)):
             try:
                 self.bucket.blob(self._name(key)).upload_from_string(
                     json.dumps(value, indent=2, sort_keys=True),
@@ -177,7 +174,7 @@ class GcsStore(Store):
 
     def publish_tree(self, source: Path, prefix: str, last: str, record: dict, extra: dict[str, Path]) -> int:
         if _already_published(self, prefix, last, record):
-            with self._errors(self.uri(prefix)):
+            with files.gcs_errors(self.uri(prefix)):
                 return len(self._objects(prefix))
         staging_dir = Path(source).parent / f".publish-{uuid.uuid4().hex[:8]}"
         files.write_json(staging_dir / PUBLISH_RECORD, record)
@@ -187,7 +184,7 @@ class GcsStore(Store):
         order = sorted(sources, key=lambda relative: relative == last)  # `last` after every other file
         expected = {relative: _crc32c(path) for relative, path in sources.items()}
         staging = f"{prefix.rsplit('/', 1)[0]}/.staging/{prefix.rsplit('/', 1)[-1]}-{uuid.uuid4().hex[:8]}"
-        with self._errors(self.uri(prefix)):
+        with files.gcs_errors(self.uri(prefix)):
             try:
                 for relative in order:
                     self.bucket.blob(self._name(f"{staging}/{relative}")).upload_from_filename(
@@ -214,7 +211,7 @@ class GcsStore(Store):
         return len(sources)
 
     def local_copy(self, prefix: str, scratch: Path) -> Path:
-        with self._errors(self.uri(prefix)):
+        with files.gcs_errors(self.uri(prefix)):
             for relative, blob in self._objects(prefix).items():
                 target = scratch / relative
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from kest_tasks.core.layout import (
 from kest_tasks.core.results import EvaluateResult, ExportResult, GateResult, PublishResult, ReportResult
 from kest_tasks.core.stages import PUBLISH
 from kest_tasks.registry.champion import store_for
-from kest_tasks.registry.model_store import Store, StoreError
+from kest_tasks.registry.model_store import Store
 
 log = logging.getLogger("kest.publish")
 
@@ -100,7 +100,7 @@ def publish(
             "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         champion, note = claim_champion(store, config.model_name, pointer, blessing.champion_version)
-    except (StoreError, files.StorageError) as error:
+    except files.StorageError as error:  # the store's own refusals (StoreError) included
         raise PublishError(f"publishing {config.model_name} {version} failed: {error}") from None
     if champion:
         log.info(
