@@ -9,8 +9,10 @@ column with a fraction further down), the pass restarts with that column read as
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import pyarrow.compute as pc
 
 from kest_tasks.core import files
 from kest_tasks.core.config import DatasetConfig, PipelineConfig
+from kest_tasks.core.errors import ConfigError
 from kest_tasks.core.execution import run_once, stage_function
 from kest_tasks.core.layout import ANOMALIES_FILE, SCHEMA_FILE, STATS_FILE
 from kest_tasks.core.results import PrepareResult
@@ -36,6 +39,7 @@ from kest_tasks.data.sources import (
     arrow_type,
     kind_of,
     plan_sources,
+    read_ahead,
     read_chunks,
 )
 from kest_tasks.data.stats import ColumnStats, infer_schema
@@ -116,8 +120,8 @@ class _SplitWriter:
     """The shard files of one split: rows dealt round-robin to `shards` files, or a new file every N rows (a full
     one is finished at once, so one file per split is open)."""
 
-    def __init__(self, folder: str, split: str, dataset: DatasetConfig) -> None:
-        self.folder, self.split, self.dataset = folder, split, dataset
+    def __init__(self, folder: str, split: str, dataset: DatasetConfig, encoding: tfrecord_writer.Encoding) -> None:
+        self.folder, self.split, self.dataset, self.encoding = folder, split, dataset, encoding
         self.files: list[tfrecord_writer.TFRecordFile] = []
         self.rows = 0
         self.chunk = upload_chunk(dataset)
@@ -129,7 +133,11 @@ class _SplitWriter:
             self.files[-1].close()
         part = files.join(self.folder, f".{self.split}-{index:05d}.part")
         return tfrecord_writer.TFRecordFile(
-            part, self.dataset.compression, level=self.dataset.compression_level, upload_chunk=self.chunk
+            part,
+            self.dataset.compression,
+            level=self.dataset.compression_level,
+            upload_chunk=self.chunk,
+            encoding=self.encoding,
         )
 
     def write(self, encode: Any, rows: np.ndarray) -> None:
@@ -140,7 +148,7 @@ class _SplitWriter:
                 if not self.files or self.files[-1].records >= per:
                     self.files.append(self._open(len(self.files)))
                 take = rows[start : start + per - self.files[-1].records]
-                self.files[-1].write(*encode(take))
+                self.files[-1].submit(functools.partial(encode, take), len(take))
                 start += len(take)
         else:
             shards = len(self.files)
@@ -148,7 +156,7 @@ class _SplitWriter:
             for index, file in enumerate(self.files):
                 chosen = rows[target == index]
                 if len(chosen):
-                    file.write(*encode(chosen))
+                    file.submit(functools.partial(encode, chosen), len(chosen))
         self.rows += len(rows)
 
     def abort(self) -> None:
@@ -181,14 +189,16 @@ def _feature_part(array: pa.Array) -> tfrecord_writer.Part:
 
 
 def _encoder(batch: pa.RecordBatch, columns: list[str]) -> Any:
-    def encode(rows: np.ndarray) -> Any:
+    """`encode(rows)`: those rows of the batch as framed TFRecords (run on the encoding threads)."""
+
+    def encode(rows: np.ndarray) -> np.ndarray:
         taken = batch.take(pa.array(rows)) if len(rows) != batch.num_rows else batch
         entries = []
         for name in columns:
             array = taken.column(name)
             present = array.is_valid().to_numpy(zero_copy_only=False) if array.null_count else None
             entries.append(tfrecord_writer.map_entry(name, _feature_part(array), present))
-        return tfrecord_writer.tfrecords(entries)
+        return tfrecord_writer.tfrecords(entries)[0]
 
     return encode
 
@@ -203,6 +213,7 @@ class _Pass:
         pinned: Schema | None,
         out: str,
         column_types: dict[str, pa.DataType],
+        encoding: tfrecord_writer.Encoding,
     ) -> None:
         self.plan, self.pinned, self.out = plan, pinned, out
         self.column_types = column_types
@@ -211,7 +222,7 @@ class _Pass:
         self.columns: dict[str, ColumnStats] = {}
         self.kept: list[str] = []
         self.first_origin = ""
-        self.writers = {s: _SplitWriter(out, s, self.dataset) for s in SPLITS}
+        self.writers = {s: _SplitWriter(out, s, self.dataset, encoding) for s in SPLITS}
         self.rows = 0
 
     def _start(self, chunk: Chunk) -> None:
@@ -300,8 +311,9 @@ class _Pass:
         """Read every chunk, then check the whole and write schema.json, stats.json and anomalies.json."""
         self.started = time.monotonic()
         try:
-            for chunk in read_chunks(self.dataset, self.plan, self.column_types):
-                self.add(chunk)
+            with read_ahead(read_chunks(self.dataset, self.plan, self.column_types)) as chunks:
+                for chunk in chunks:
+                    self.add(chunk)
         except BaseException:
             for writer in self.writers.values():
                 writer.abort()
@@ -389,6 +401,19 @@ def keep_memory_flat() -> None:
         pass
 
 
+THREADS_SETTING = "KEST_PREPARE_THREADS"
+
+
+def prepare_threads() -> int:
+    """Threads that encode and compress shards: KEST_PREPARE_THREADS, else every core this process may use."""
+    value = os.environ.get(THREADS_SETTING, "").strip()
+    if not value:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not value.isdigit() or not 1 <= int(value) <= 256:
+        raise ConfigError(f"{THREADS_SETTING}={value!r}: expected a whole number of threads from 1 to 256")
+    return int(value)
+
+
 @stage_function
 def prepare(config: PipelineConfig, run_uri: str) -> PrepareResult:
     """Read the configured dataset into `<run_uri>/prepare/`: TFRecord shards per split, schema.json, stats.json
@@ -405,15 +430,19 @@ def prepare(config: PipelineConfig, run_uri: str) -> PrepareResult:
             log.info("prepare: reading span %d: %s", plan.span, plan.inputs)
         column_types = _initial_types(dataset)
         started = time.monotonic()
-        while True:
-            one_pass = _Pass(config, plan, pinned, folder, column_types)
-            try:
-                one_pass.run()
-                break
-            except WiderTypeNeeded as wider:
-                log.info("prepare: column %r needs type %s; reading again", wider.column, wider.wider)
-                column_types = {**column_types, wider.column: wider.wider}
-                files.remove_tree(folder)
+        encoding = tfrecord_writer.Encoding(prepare_threads())
+        try:
+            while True:
+                one_pass = _Pass(config, plan, pinned, folder, column_types, encoding)
+                try:
+                    one_pass.run()
+                    break
+                except WiderTypeNeeded as wider:
+                    log.info("prepare: column %r needs type %s; reading again", wider.column, wider.wider)
+                    column_types = {**column_types, wider.column: wider.wider}
+                    files.remove_tree(folder)
+        finally:
+            encoding.close()
         seconds = time.monotonic() - started
         log.info(
             "prepare: %d rows → %s in %.2f s (%.0f rows/s)",

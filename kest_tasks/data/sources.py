@@ -1,15 +1,19 @@
 """Where rows come from: CSV files (streamed by pyarrow), a TFDS dataset in a local data_dir, NumPy .npz.
 
 Every source yields `Chunk`s: an Arrow record batch of at most ~64k rows plus where it came from, so errors
-can name the file and row. Memory holds one chunk at a time, whatever the size of the input.
+can name the file and row. Memory holds a few chunks at a time (the one being written, the ones read ahead),
+whatever the size of the input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +112,56 @@ def read_chunks(dataset: DatasetConfig, plan: SourcePlan, column_types: dict[str
             for chunk in chunks:
                 chunk.split = split
                 yield chunk
+
+
+READ_AHEAD_CHUNKS = 2
+
+
+@contextlib.contextmanager
+def read_ahead(chunks: Iterator[Chunk], depth: int = READ_AHEAD_CHUNKS) -> Iterator[Iterator[Chunk]]:
+    """The same chunks, read and parsed on a thread of their own up to `depth` ahead of the consumer (pyarrow's
+    parse releases the GIL, so it overlaps the consumer's work). An error reading arrives in its place in the
+    sequence; leaving the block stops the reader and closes `chunks` on its thread."""
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put(("chunk", chunk)):
+                    break
+            else:
+                put(("end", None))
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
+            put(("error", error))
+        finally:
+            chunks.close()  # type: ignore[attr-defined]  # a generator: runs its cleanup on this thread
+
+    def consume() -> Iterator[Chunk]:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+    reader = threading.Thread(target=produce, name="prepare-read-ahead", daemon=True)
+    reader.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        reader.join()
 
 
 class WiderTypeNeeded(Exception):

@@ -348,3 +348,47 @@ def test_the_gzip_level_is_a_setting_and_every_level_reads_back(tmp_path):
         sizes[level] = Path(shard).stat().st_size
     assert records[1] == records[9] and len(records[1]) > 0 and sizes[9] <= sizes[1]
     assert load_config(IRIS_CONFIG).dataset.compression_level == 1
+
+
+def test_shards_are_byte_identical_on_one_thread_and_on_many(tmp_path, monkeypatch):
+    """Prepare encodes and compresses on every core; the files it writes do not depend on how many there are
+    (several chunks, strings, missing values, round-robin shards and rows_per_shard)."""
+    import hashlib
+
+    from kest_tasks.core.config import load_config
+
+    rng = np.random.default_rng(3)
+    rows = 90_000  # ~3 chunks of rows
+    numbers = rng.normal(size=rows).round(3).astype(str)
+    numbers[rng.random(rows) < 0.05] = ""
+    words = rng.choice(["red", "green", "blue", "a much longer colour name"], size=rows)
+    lines = [f"{n},{w},{i % 3}" for i, (n, w) in enumerate(zip(numbers, words))]
+    data = _write(tmp_path / "data.csv", "x,colour,label\n" + "\n".join(lines) + "\n")
+    digests = {}
+    for layout_setting in ({"shards": 3}, {"rows_per_shard": 25_000}):
+        for threads in ("1", "4"):
+            monkeypatch.setenv("KEST_PREPARE_THREADS", threads)
+            config = load_config(
+                IRIS_CONFIG,
+                {"artifact_root": str(tmp_path), "dataset": {"path": data, "label": "label", **layout_setting}},
+            )
+            run = tmp_path / "runs" / f"{len(digests)}"
+            prepared = prepare(config, str(run))
+            shards = [Path(f) for fs in prepared.files.values() for f in fs]
+            digests[(str(layout_setting), threads)] = {
+                s.name: hashlib.sha256(s.read_bytes()).hexdigest() for s in shards
+            }
+        assert digests[(str(layout_setting), "1")] == digests[(str(layout_setting), "4")]
+    assert len(digests[(str({"rows_per_shard": 25_000}), "1")]) >= 5
+    assert prepared.rows == rows
+
+
+@pytest.mark.parametrize("value", ["0", "many", "-2", "1000"])
+def test_a_bad_thread_count_is_one_line(iris_config, tmp_path, monkeypatch, value):
+    from kest_tasks.core.errors import ConfigError
+
+    monkeypatch.setenv("KEST_PREPARE_THREADS", value)
+    with pytest.raises(ConfigError) as caught:
+        prepare(iris_config, str(tmp_path / "run"))
+    assert str(caught.value) == (f"KEST_PREPARE_THREADS={value!r}: expected a whole number of threads from 1 to 256")
+    assert not (tmp_path / "run" / "prepare").exists()

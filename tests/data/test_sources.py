@@ -161,3 +161,32 @@ def test_tfrecord_errors_name_the_record_and_key(iris_config, tmp_path):
     (tmp_path / "cut.tfrecord").write_bytes(data[: len(data) // 2])
     _use(iris_config, "tfrecord", tmp_path / "cut.tfrecord")
     assert _error(iris_config, tmp_path).startswith("<tmp>/cut.tfrecord: corrupt TFRecord data after record ")
+
+
+def test_read_ahead_yields_in_order_raises_in_place_and_stops_its_reader():
+    import threading
+
+    from kest_tasks.data.sources import read_ahead
+
+    closed_on = []
+
+    def chunks(fail_at=None):
+        try:
+            for i in range(10):
+                if i == fail_at:
+                    raise DataError(f"bad row in chunk {i}")
+                yield i
+        finally:
+            closed_on.append(threading.current_thread().name)
+
+    with read_ahead(chunks()) as ahead:
+        assert list(ahead) == list(range(10))
+    got = []
+    with pytest.raises(DataError, match="bad row in chunk 4"), read_ahead(chunks(fail_at=4)) as ahead:
+        for chunk in ahead:
+            got.append(chunk)
+    assert got == [0, 1, 2, 3]
+    with read_ahead(chunks()) as ahead:  # the consumer stops early: the reader stops and closes the source
+        assert next(ahead) == 0
+    assert closed_on == ["prepare-read-ahead"] * 3
+    assert not [t for t in threading.enumerate() if t.name == "prepare-read-ahead"]

@@ -138,3 +138,64 @@ def test_every_record_is_byte_identical_to_protobuf(table):
         example = tf.train.Example(features=tf.train.Features(feature=feature))
         expected.append(example.SerializeToString(deterministic=True))
     assert count == len(expected) and _records(data) == expected
+
+
+def _blocks(count: int, rows: int = 3000) -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    return [
+        examples.tfrecords(
+            [
+                examples.map_entry("x", examples.float_feature(rng.normal(size=rows).astype(np.float32))),
+                examples.map_entry("y", examples.int64_feature(rng.integers(0, 1000, rows))),
+            ]
+        )[0]
+        for _ in range(count)
+    ]
+
+
+def test_gzip_blocks_compressed_on_many_threads_make_one_standard_member(tmp_path):
+    """Blocks deflated independently on 4 threads concatenate into one gzip member: the same bytes as on one
+    thread, Python's gzip and TensorFlow read back every record in order."""
+    import gzip
+
+    tf = import_tensorflow()
+    blocks = _blocks(12)
+    written = {}
+    for threads in (1, 4):
+        encoding = examples.Encoding(threads)
+        path = tmp_path / f"records-{threads}.gz"
+        file = examples.TFRecordFile(path, "GZIP", level=1, encoding=encoding)
+        for block in blocks:
+            file.submit(lambda block=block: block, 3000)
+        file.close()
+        encoding.close()
+        written[threads] = path.read_bytes()
+        assert file.records == 36000
+    assert written[1] == written[4]
+    whole = b"".join(block.tobytes() for block in blocks)
+    assert gzip.decompress(written[4]) == whole
+    read = [r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "records-4.gz"), compression_type="GZIP")]
+    assert read == _records(np.frombuffer(whole, dtype=np.uint8))
+
+
+def test_an_empty_gzip_file_is_valid_and_holds_no_records(tmp_path):
+    import gzip
+
+    tf = import_tensorflow()
+    path = tmp_path / "empty.gz"
+    examples.TFRecordFile(path, "GZIP", level=1).close()
+    assert gzip.decompress(path.read_bytes()) == b""
+    assert list(tf.data.TFRecordDataset(str(path), compression_type="GZIP")) == []
+
+
+def test_a_block_that_fails_to_encode_fails_the_file(tmp_path):
+    path = tmp_path / "records.gz"
+    file = examples.TFRecordFile(path, "GZIP", level=1)
+
+    def broken() -> np.ndarray:
+        raise ValueError("cannot encode this block")
+
+    file.submit(broken, 10)
+    with pytest.raises(ValueError, match="cannot encode this block"):
+        file.close()
+    assert file.closed
