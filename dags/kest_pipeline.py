@@ -94,7 +94,7 @@ def call_stage(name: str, run: dict | None, **upstream: dict | None) -> dict:
     from airflow.sdk.exceptions import AirflowFailException
 
     from kest_tasks.core.stages import invoke, stage
-    from kest_tasks.orchestration.runner import fresh_process_wanted, run_stage_in_fresh_process
+    from kest_tasks.orchestration.runner import run_stage_in_fresh_process, stage_wants_own_process
 
     if run is None:
         raise AirflowFailException(
@@ -102,7 +102,8 @@ def call_stage(name: str, run: dict | None, **upstream: dict | None) -> dict:
             "test kest_pipeline configure <run_id>`)"
         )
     with bad_input_fails_without_retry():
-        if fresh_process_wanted():  # KEST_STAGE_PROCESS=fresh: as if on another worker; frees TF's memory too
+        # KEST_STAGE_PROCESS=fresh: as if on another worker, frees TF's memory too; train on Ray: the Ray driver.
+        if stage_wants_own_process(name, run["run_uri"]):
             return run_stage_in_fresh_process(name, run["run_uri"])
         return invoke(stage(name), run["run_uri"], upstream).model_dump(mode="json")
 

@@ -12,11 +12,10 @@ from typing import Any
 import yaml
 
 from kest_tasks.core.config import ConfigError, deep_merge, load_config
-from kest_tasks.core.errors import KestError
+from kest_tasks.core.errors import ERROR_PREFIX, KestError
 from kest_tasks.core.stages import BY_NAME
 from kest_tasks.orchestration.assets import default_config_path
 from kest_tasks.orchestration.runner import (
-    ERROR_PREFIX,
     configure,
     format_summary,
     latest_summary,

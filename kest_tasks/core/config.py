@@ -195,6 +195,28 @@ class PremadeConfig(_Section):
     embedding_dim: int = Field(8, ge=1, description="Embedding width of string features in DNNs.")
 
 
+class ClusterConfig(_Section):
+    """Training on N workers of a Ray cluster as one MultiWorkerMirrored job (kest_tasks.training.ray_cluster)."""
+
+    engine: Literal["ray"] = Field("ray", description="The distributed engine that starts the workers.")
+    workers: int = Field(2, ge=1, le=4096, description="Training workers (processes), one TF_CONFIG task each.")
+    cpus_per_worker: float = Field(1, gt=0, le=1024, description="CPUs Ray reserves for each worker.")
+    gpus_per_worker: float = Field(0, ge=0, le=64, description="GPUs Ray gives each worker (CUDA_VISIBLE_DEVICES).")
+    address: str | None = Field(
+        None,
+        description="Ray cluster to run on (host:port of its head, or ray://host:10001); else RAY_ADDRESS; "
+        "neither: a Ray started on this machine for the task and stopped after it.",
+    )
+    max_failures: int = Field(
+        2, ge=0, le=100, description="Times Ray restarts the workers after one dies; they resume from the checkpoint."
+    )
+    shared_filesystem: bool = Field(
+        False,
+        description="With a remote address: artifact_root is a folder every Ray node mounts at the same path "
+        "(else it must be gs://).",
+    )
+
+
 class TrainerConfig(_Section):
     kind: Literal["keras", "premade", "model_fn", "native"] = Field(
         "keras",
@@ -227,6 +249,10 @@ class TrainerConfig(_Section):
         "none",
         description="tf.distribute strategy for training: mirrored uses every visible GPU of this machine; "
         "multi_worker and parameter_server read the cluster from TF_CONFIG.",
+    )
+    cluster: ClusterConfig | None = Field(
+        None,
+        description="Train on several workers started by Ray (a MultiWorkerMirrored job); none: this process.",
     )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="Stop training when an evaluation metric stops improving (evaluated at each checkpoint)."
@@ -358,6 +384,11 @@ class PipelineConfig(_Section):
             raise ValueError(
                 "trainer.distribution 'parameter_server' is not supported with trainer.kind 'native'; "
                 "use none, mirrored or multi_worker, or an Estimator kind (keras, premade, model_fn)"
+            )
+        if self.trainer.cluster is not None and self.trainer.distribution not in ("none", "multi_worker"):
+            raise ValueError(
+                f"trainer.cluster runs one MultiWorkerMirrored job; trainer.distribution "
+                f"{self.trainer.distribution!r} cannot be combined with it (leave it none)"
             )
         if self.trainer.kind == "native" and self.trainer.checkpoint_secs is not None:
             raise ValueError(

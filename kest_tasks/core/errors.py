@@ -1,5 +1,7 @@
 """The errors kest raises for bad input: each message is one line naming the file, row, column or key."""
 
+ERROR_PREFIX = "kest: error: "  # how the CLI prints a KestError, alone on its line
+
 
 class KestError(Exception):
     """A user-facing failure: the CLI prints its message alone, and Airflow fails the task with it."""

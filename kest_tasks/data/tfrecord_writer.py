@@ -390,7 +390,7 @@ class TFRecordFile:
         self.records += records
 
     def _block(self, make_frames: Callable[[], np.ndarray]) -> tuple[memoryview, bytes | None]:
-        frames = memoryview(make_frames()).cast("B")
+        frames = memoryview(make_frames().data).cast("B")
         return frames, deflate_block(frames, self.level) if self._gzip else None
 
     def _write(self, block: Future) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 
 from kest_tasks.core import files
 from kest_tasks.core.config import PipelineConfig, config_to_json, load_config
-from kest_tasks.core.errors import ConfigError, KestError
+from kest_tasks.core.errors import ERROR_PREFIX, ConfigError, KestError
+from kest_tasks.core.execution import load_run_config
 from kest_tasks.core.files import RETRYABLE_MARK, StorageError
 from kest_tasks.core.layout import SUMMARY_FILE, RunLayout, runs_folder
 from kest_tasks.core.results import ConfigureResult
@@ -31,6 +32,7 @@ from kest_tasks.core.stages import (
     PUBLISH,
     REPORT,
     STAGES,
+    TRAIN,
     blessing_decision,
     invoke,
     optional_inputs,
@@ -38,7 +40,6 @@ from kest_tasks.core.stages import (
 )
 
 log = logging.getLogger("kest")
-ERROR_PREFIX = "kest: error: "  # how the CLI prints a KestError, alone on its line
 
 
 def configure(
@@ -50,6 +51,13 @@ def configure(
     A retry keeps the frozen config, so every stage of a run sees the same one even if the file changed since.
     """
     config = load_config(config_path, overrides)
+    if config.trainer.cluster is not None:
+        from kest_tasks.core.cluster import check_cluster
+        from kest_tasks.orchestration.workers import TrainWorkers
+
+        # A Ray started for the train task runs where that task does: this machine's CPUs and GPUs count only
+        # when training shares this task's workers (no KEST_TRAIN_QUEUE of its own); train checks them again.
+        check_cluster(config, resources_here=TrainWorkers.from_env().queue == "default")
     layout = RunLayout(run_uri) if run_uri else RunLayout.for_run(config.artifact_root, run_id)
     if files.write_bytes(layout.config_file, config_to_json(config).encode(), if_absent=True):
         log.info("configure: run folder %s, config from %s", layout.uri, config_path)
@@ -114,6 +122,15 @@ def fresh_process_wanted(environ: Mapping[str, str] | None = None) -> bool:
     if value not in ("", "fresh", "same"):
         raise ConfigError(f"{FRESH_PROCESS_SETTING}: expected 'fresh' or 'same', got {value!r}")
     return value == "fresh"
+
+
+def stage_wants_own_process(name: str, run_uri: str) -> bool:
+    """Whether a stage task runs its stage in a new process: every stage with KEST_STAGE_PROCESS=fresh, and train
+    on a Ray cluster always — that process is the Ray driver, stopped with everything it started when the task
+    is (a timeout, on_kill, the task process killed: PR_SET_PDEATHSIG)."""
+    if fresh_process_wanted():
+        return True
+    return name == TRAIN.name and load_run_config(run_uri).trainer.cluster is not None
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec

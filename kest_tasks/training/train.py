@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from kest_tasks.core import files
+from kest_tasks.core.cluster import in_ray_worker
 from kest_tasks.core.config import ConfigError, EarlyStoppingConfig, PipelineConfig
+from kest_tasks.core.errors import KestError
 from kest_tasks.core.execution import stage_function
 from kest_tasks.core.layout import CHAMPION_COPY_FOLDER, WARM_START_RECORD, RunLayout, checkpoint_step
 from kest_tasks.core.results import BuildResult, PrepareResult, TrainResult
@@ -23,7 +25,7 @@ from kest_tasks.core.stages import TRAIN
 from kest_tasks.core.tfenv import import_tensorflow, tensorflow_storage_errors
 from kest_tasks.data.schema import Schema
 from kest_tasks.data.tfdata import WEIGHT_KEY, class_weights, read_examples
-from kest_tasks.training import native
+from kest_tasks.training import native, ray_cluster
 from kest_tasks.training.estimators import cluster_task, make_estimator
 from kest_tasks.training.warm_start import champion_checkpoint
 
@@ -163,7 +165,6 @@ def _fit(
 def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: BuildResult) -> TrainResult:
     """Train until global_step reaches trainer.steps (or trainer.epochs), resuming from any checkpoint in
     `<run_uri>/train/`."""
-    tf = import_tensorflow()
     config = with_steps_from_epochs(config, prepared)
     layout = RunLayout(run_uri)
     model_dir, done = layout.stage_dir(TRAIN.folder), layout.result_file(TRAIN.folder)
@@ -173,6 +174,16 @@ def train(config: PipelineConfig, run_uri: str, prepared: PrepareResult, built: 
             how = "stopped early" if result.stopped_early else "trained"
             log.info("train: already %s at step %d in %s", how, result.global_step, model_dir)
             return result
+    if config.trainer.cluster is not None:
+        if not in_ray_worker():  # the driver: Ray's workers train, worker 0 writes the result
+            ray_cluster.train_on_ray(config, run_uri)
+            if not files.exists(done):
+                raise KestError(f"train on Ray: the workers finished but worker 0 wrote no result in {model_dir}")
+            return TrainResult.model_validate(files.read_json(done))
+        config = config.model_copy(
+            update={"trainer": config.trainer.model_copy(update={"distribution": "multi_worker"})}
+        )
+    tf = import_tensorflow()
     if not files.is_gcs(model_dir):
         files.local_path(model_dir).mkdir(parents=True, exist_ok=True)
     resumed_from = tf.train.latest_checkpoint(model_dir)

@@ -364,7 +364,7 @@ def test_shards_are_byte_identical_on_one_thread_and_on_many(tmp_path, monkeypat
     words = rng.choice(["red", "green", "blue", "a much longer colour name"], size=rows)
     lines = [f"{n},{w},{i % 3}" for i, (n, w) in enumerate(zip(numbers, words))]
     data = _write(tmp_path / "data.csv", "x,colour,label\n" + "\n".join(lines) + "\n")
-    digests = {}
+    digests: dict[tuple[str, str], dict[str, str]] = {}
     for layout_setting in ({"shards": 3}, {"rows_per_shard": 25_000}):
         for threads in ("1", "4"):
             monkeypatch.setenv("KEST_PREPARE_THREADS", threads)

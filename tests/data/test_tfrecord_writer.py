@@ -1,5 +1,7 @@
 """The NumPy Example encoder against TensorFlow's own parser and record reader."""
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -166,7 +168,7 @@ def test_gzip_blocks_compressed_on_many_threads_make_one_standard_member(tmp_pat
         path = tmp_path / f"records-{threads}.gz"
         file = examples.TFRecordFile(path, "GZIP", level=1, encoding=encoding)
         for block in blocks:
-            file.submit(lambda block=block: block, 3000)
+            file.submit(functools.partial(np.asarray, block), 3000)
         file.close()
         encoding.close()
         written[threads] = path.read_bytes()
