@@ -8,6 +8,7 @@ import sys
 from bench import (
     gs_object_storage,
     p1_prepare,
+    p2_ray,
     p2_training,
     p3_evaluate,
     p4_dag_import,
@@ -20,6 +21,7 @@ from bench.common import RESULTS, record
 BENCHMARKS = {
     "P1": p1_prepare.measure,
     "P2": p2_training.measure,
+    "RAY": p2_ray.measure,
     "P3": p3_evaluate.measure,
     "P4": p4_dag_import.measure,
     "P5": p5_pipeline.measure,

@@ -167,3 +167,28 @@ def test_the_dev_proxy_lets_tensorflow_write_to_the_emulator(tmp_path):
         proxy.kill()
         proxy.wait()
         emulator.stop()
+
+
+def test_the_kuberay_example_is_a_ray_cluster_with_a_gpu_worker_group():
+    """examples/kuberay/raycluster.yaml (no Kubernetes here: checked statically): the Ray version kest pins, a head
+    that does not train and serves the GCS port the docs point RAY_ADDRESS at, GPU workers on tainted GPU nodes."""
+    manifest = yaml.safe_load((REPO / "examples" / "kuberay" / "raycluster.yaml").read_text())
+    pinned = next(line for line in (REPO / "constraints.txt").read_text().splitlines() if line.startswith("ray=="))
+    assert manifest["apiVersion"] == "ray.io/v1" and manifest["kind"] == "RayCluster"
+    spec = manifest["spec"]
+    assert spec["rayVersion"] == pinned.split("==")[1]
+    head = spec["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    (head_container,) = head["template"]["spec"]["containers"]
+    assert {"containerPort": 6379, "name": "gcs"} in head_container["ports"]
+    (gpu,) = spec["workerGroupSpecs"]
+    (worker,) = gpu["template"]["spec"]["containers"]
+    assert worker["image"] == head_container["image"]  # one image: kest, Ray and TensorFlow on every node
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == worker["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu["template"]["spec"][
+        "tolerations"
+    ]
+    assert gpu["minReplicas"] <= gpu["replicas"] <= gpu["maxReplicas"]
+    readme = (REPO / "README.md").read_text()
+    assert "kind: RayCluster" in readme and 'nvidia.com/gpu: "1"' in readme
+    assert "kest-ray-head-svc" in (REPO / "docs" / "ray.md").read_text()
