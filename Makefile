@@ -54,7 +54,7 @@ check: $(VENV)/.dev
 
 # Every test, after the quality gate: what CI runs.
 test: check browser
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=25
 
 # The inner loop: no model training, no Airflow server (under two minutes).
 test-fast: $(VENV)/.dev

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench.common import entry
-from bench.p2_training import BATCH, LOG_STEPS, ROWS, STEPS, _estimator_window_rate
+from bench.p2_training import BATCH, LOG_STEPS, ROWS, STEPS, TRAINER, _estimator_window_rate
 from bench.runs import mlp_run
 
 WORKERS = 2
@@ -29,13 +29,7 @@ def measure() -> dict[str, dict]:
     os.environ.pop("RAY_ADDRESS", None)
     with tempfile.TemporaryDirectory(prefix="kest-bench-p2-ray-") as work:
         work_path = Path(work)
-        trainer = {
-            "steps": STEPS,
-            "batch_size": BATCH,
-            "checkpoint_steps": STEPS,
-            "log_steps": LOG_STEPS,
-            "shuffle_buffer": 10_000,
-        }
+        trainer = TRAINER
         plain_uri = mlp_run(work_path, ROWS, "p2-plain", trainer)
         ray_uri = mlp_run(work_path, ROWS, "p2-ray", {**trainer, "cluster": {"workers": WORKERS}})
         for run_uri in (plain_uri, ray_uri):

@@ -24,6 +24,14 @@ ROWS = int(os.environ.get("KEST_BENCH_P2_ROWS", "200000"))
 STEPS = int(os.environ.get("KEST_BENCH_P2_STEPS", "1500"))
 LOG_STEPS = STEPS // 3
 BATCH = 512
+# The trainer settings of every P2 run: one checkpoint at the end, summaries every LOG_STEPS.
+TRAINER = {
+    "steps": STEPS,
+    "batch_size": BATCH,
+    "checkpoint_steps": STEPS,
+    "log_steps": LOG_STEPS,
+    "shuffle_buffer": 10_000,
+}
 
 
 def _estimator_window_rate(model_dir: Path) -> float:
@@ -68,13 +76,7 @@ def measure() -> dict[str, dict]:
     tf = import_tensorflow()
     with tempfile.TemporaryDirectory(prefix="kest-bench-p2-") as work:
         work_path = Path(work)
-        trainer = {
-            "steps": STEPS,
-            "batch_size": BATCH,
-            "checkpoint_steps": STEPS,
-            "log_steps": LOG_STEPS,
-            "shuffle_buffer": 10_000,
-        }
+        trainer = TRAINER
         run_uri = mlp_run(work_path, ROWS, "p2", trainer)
         prepared = PrepareResult.model_validate(run_stage("prepare", run_uri))
         built = BuildResult.model_validate(run_stage("build", run_uri))

@@ -109,3 +109,12 @@ def stage_process(name: str, run_uri: str, timeout: float = 600) -> tuple[dict[s
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout), done.stderr
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (free now; closed, so connecting to it is refused)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

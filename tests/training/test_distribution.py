@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +11,7 @@ import pytest
 from kest_tasks.core import stages
 from kest_tasks.core.config import ConfigError
 from kest_tasks.orchestration.runner import configure, run_stage
-from tests.helpers import IRIS_CONFIG, REPO, iris_overrides, stage_process
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.helpers import IRIS_CONFIG, REPO, free_loopback_port, iris_overrides, stage_process
 
 
 def test_cluster_strategies_need_tf_config(iris_config, monkeypatch):
@@ -97,23 +90,18 @@ def _finish(processes: list[subprocess.Popen]) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("kind", "where"), [("keras", "local"), ("native", "local"), ("keras", "gs")], ids=["keras", "native", "keras-gs"]
-)
-def test_multi_worker_training_on_loopback_then_export(request, tmp_path, kind, where):
-    """Chief and worker processes train one model_dir (on gs://: TensorFlow's own GCS filesystem, as on machines
-    that share nothing but the bucket); then export, in another process, reads the chief's checkpoint."""
-    if where == "gs":
-        request.getfixturevalue("tf_gcs")
+def test_hand_started_chief_and_worker_train_one_gs_model_dir_then_export(tf_gcs, tmp_path):
+    """Chief and worker processes started by hand with their TF_CONFIG train one model_dir in gs:// (TensorFlow's
+    own GCS filesystem, as on machines that share nothing but the bucket); then export, in another process, reads
+    the chief's checkpoint. (Workers on a local disk, keras and native, started by Ray: test_ray_cluster.py.)"""
     overrides = iris_overrides(
-        tmp_path, trainer={"kind": kind, "steps": 200, "checkpoint_steps": 50, "distribution": "multi_worker"}
+        tmp_path, trainer={"kind": "keras", "steps": 200, "checkpoint_steps": 50, "distribution": "multi_worker"}
     )
-    if where == "gs":
-        overrides["artifact_root"] = "gs://kest-runs/multi-worker"
+    overrides["artifact_root"] = "gs://kest-runs/multi-worker"
     run_uri = configure(IRIS_CONFIG, overrides, "multi-worker").run_uri
     run_stage("prepare", run_uri)
     run_stage("build", run_uri)
-    cluster = {"chief": [f"127.0.0.1:{_free_port()}"], "worker": [f"127.0.0.1:{_free_port()}"]}
+    cluster = {"chief": [f"127.0.0.1:{free_loopback_port()}"], "worker": [f"127.0.0.1:{free_loopback_port()}"]}
     outputs = _finish([_start_task(run_uri, cluster, task) for task in ("chief", "worker")])
     assert "worker 0 finished its part" in outputs[1], outputs[1][-4000:]
     result = stages.TRAIN.load(run_uri).model_dump()
@@ -130,9 +118,9 @@ def test_parameter_server_cluster_on_loopback_then_export(tmp_path):
     run_stage("prepare", run_uri)
     run_stage("build", run_uri)
     cluster = {
-        "chief": [f"127.0.0.1:{_free_port()}"],
-        "worker": [f"127.0.0.1:{_free_port()}"],
-        "ps": [f"127.0.0.1:{_free_port()}"],
+        "chief": [f"127.0.0.1:{free_loopback_port()}"],
+        "worker": [f"127.0.0.1:{free_loopback_port()}"],
+        "ps": [f"127.0.0.1:{free_loopback_port()}"],
     }
     ps = _start_task(run_uri, cluster, "ps")  # a parameter server serves until it is stopped
     try:

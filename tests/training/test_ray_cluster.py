@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,8 +16,8 @@ import pytest
 
 from kest_tasks.core import stages
 from kest_tasks.core.errors import ConfigError
-from kest_tasks.orchestration.runner import configure
-from tests.helpers import IRIS_CONFIG, iris_overrides, task_states
+from kest_tasks.orchestration.runner import configure, run_stage
+from tests.helpers import IRIS_CONFIG, free_loopback_port, iris_overrides, task_states
 
 pytest.importorskip("ray.train.tensorflow")
 
@@ -55,12 +54,6 @@ def ray_cleanup():
     assert left == {}, f"Ray processes left behind: {left}"
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_bad_cluster_settings_are_one_line_configure_errors(tmp_path, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
 
@@ -79,7 +72,7 @@ def test_bad_cluster_settings_are_one_line_configure_errors(tmp_path, monkeypatc
         f"trainer.cluster: {cpus + 1} workers × 1 CPUs need {cpus + 1} CPUs, but this machine has {cpus}; a Ray "
         "started here could never place them (lower workers or cpus_per_worker, or set trainer.cluster.address)"
     )
-    port = _closed_port()
+    port = free_loopback_port()
     assert refused({"address": f"127.0.0.1:{port}"}) == (
         f"trainer.cluster.address '127.0.0.1:{port}': Ray workers on other machines cannot reach the local "
         f"artifact_root {tmp_path}/artifacts; use a gs:// artifact_root, or set trainer.cluster.shared_filesystem: "
@@ -176,10 +169,8 @@ def test_stopping_the_driver_stops_the_ray_job_and_the_ray_it_started(tmp_path, 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     overrides = iris_overrides(tmp_path, trainer={"steps": 100_000, "checkpoint_steps": 50, "cluster": {"workers": 2}})
     run_uri = configure(IRIS_CONFIG, overrides, "stopped").run_uri
-    for name in ("prepare", "build"):
-        subprocess.run(
-            [sys.executable, "-m", "kest_tasks", "stage", name, "--run", run_uri], check=True, capture_output=True
-        )
+    run_stage("prepare", run_uri)
+    run_stage("build", run_uri)
     driver = subprocess.Popen(
         [sys.executable, "-m", "kest_tasks", "stage", "train", "--run", run_uri],
         stdout=subprocess.PIPE,
@@ -201,3 +192,24 @@ def test_stopping_the_driver_stops_the_ray_job_and_the_ray_it_started(tmp_path, 
         "kest: error: train: stopped (SIGTERM): the Ray job and the Ray started for it were stopped"
     )
     assert no_ray_left() == {}
+
+
+def test_a_failed_ray_job_is_one_line_naming_the_worker():
+    """What the driver makes of Ray Train's own failure (the lowest rank's last line, after the restarts)."""
+    from ray.exceptions import ActorDiedError
+    from ray.train import ControllerError, WorkerGroupError
+
+    from kest_tasks.training.ray_cluster import _failure_line
+
+    died = WorkerGroupError("worker 1 died", {1: ActorDiedError(), 3: RuntimeError("later")})
+    assert _failure_line(died, 2) == (
+        "train on Ray: worker 1 failed (after 2 restarts): The actor died unexpectedly before finishing this task."
+    )
+    bad_data = ConfigError("stage 'prepare' has not finished in /runs/x: run it first")
+    traceback_text = f"Traceback (most recent call last):\n  File ...\nkest_tasks.core.errors.ConfigError: {bad_data}"
+    assert _failure_line(WorkerGroupError("", {0: RuntimeError(traceback_text)}), 0) == (
+        "train on Ray: worker 0 failed: ConfigError: stage 'prepare' has not finished in /runs/x: run it first"
+    )
+    assert _failure_line(ControllerError(RuntimeError("no resources\nfor the workers")), 1) == (
+        "train on Ray: failed (after 1 restart): for the workers"
+    )
