@@ -7,7 +7,7 @@
 - P1-gzip: prepare with its default compression on every core vs the same pinned to one core.
 - P1-default: prepare with its default settings (GZIP, its default level) vs prepare uncompressed.
 
-Timings are the best of REPEATS runs, alternating the compared settings, so a noisy neighbour on a shared
+Timings are the best of REPEATS (5) runs, alternating the compared settings, so a noisy neighbour on a shared
 machine slows both sides alike.
 """
 
@@ -92,7 +92,7 @@ def kest_prepare(csv_path: Path, work: Path, compression: str | None = "NONE") -
     return prepare(config, str(work / "runs" / safe_run_id(f"p1-{time.time_ns()}"))).rows
 
 
-REPEATS = int(os.environ.get("KEST_BENCH_P1_REPEATS", "3"))
+REPEATS = int(os.environ.get("KEST_BENCH_P1_REPEATS", "5"))
 
 
 def parse_only(csv_path: Path) -> int:

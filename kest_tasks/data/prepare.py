@@ -176,11 +176,16 @@ class _SplitWriter:
 
 def _feature_part(array: pa.Array) -> tfrecord_writer.Part:
     kind = array.type
+    # fill_null only where there are nulls: the call's Python side holds the GIL the other encoders wait for.
     if pa.types.is_floating(kind):
-        return tfrecord_writer.float_feature(array.fill_null(0.0).to_numpy(zero_copy_only=False))
+        return tfrecord_writer.float_feature(
+            (array.fill_null(0.0) if array.null_count else array).to_numpy(zero_copy_only=False)
+        )
     if pa.types.is_integer(kind):
-        return tfrecord_writer.int64_feature(array.fill_null(0).to_numpy(zero_copy_only=False))
-    array = array.fill_null("")
+        return tfrecord_writer.int64_feature(
+            (array.fill_null(0) if array.null_count else array).to_numpy(zero_copy_only=False)
+        )
+    array = array.fill_null("") if array.null_count else array
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]

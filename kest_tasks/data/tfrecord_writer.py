@@ -308,14 +308,14 @@ class Encoding:
     """The threads that encode and compress record blocks for every file of one prepare.
 
     NumPy's copies, zlib and google-crc32c release the GIL, so blocks encode and compress on every core. At
-    most `2 * threads + 2` blocks are in flight (encoded, not yet written): memory stays bounded whatever
-    the input size, and the producer waits when the writers fall behind.
+    most `threads + 1` blocks are in flight (submitted, not yet written): memory stays bounded whatever the
+    input size, and the producer waits when the encoders or writers fall behind.
     """
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tfrecord-encode")
-        self.slots = threading.BoundedSemaphore(2 * threads + 2)
+        self.slots = threading.BoundedSemaphore(threads + 1)
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
