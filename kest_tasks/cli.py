@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import json
 import logging
 import sys
@@ -22,6 +23,7 @@ from kest_tasks.orchestration.runner import (
     run_pipeline,
     run_stage,
 )
+from kest_tasks.registry.promotion import describe, set_champion
 
 
 def parse_override(text: str) -> dict:
@@ -45,13 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="print the latest run's test metrics, gate and model")
     stage = commands.add_parser("stage", help="run one stage of a run (configures the run if it is new)")
     stage.add_argument("name", help=", ".join(BY_NAME))
+    champion = commands.add_parser(
+        "champion", help="show a model's versions and champion history, or set its champion (promote, roll back)"
+    )
+    champion.add_argument("action", choices=["show", "set"])
+    champion.add_argument("model", help="the model's name under the config's export.root")
+    champion.add_argument("version", nargs="?", help="set: the published version to make champion")
+    champion.add_argument("--reason", default="", help="set: why (kept in the champion history)")
     which = stage.add_mutually_exclusive_group(required=True)
     which.add_argument("--run-id", help="the run folder name under the config's artifact_root")
     which.add_argument(
         "--run", metavar="URI", help="an existing run folder (local or gs://), its config frozen in it by configure"
     )
     run.add_argument("--run-id", default=None, help="run folder name (default: cli__<UTC time>)")
-    for sub in (run, summary, stage):
+    for sub in (run, summary, stage, champion):
         sub.add_argument("--config", default=default_config_path(), help="pipeline config (YAML or JSON)")
         sub.add_argument(
             "--set",
@@ -72,6 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         overrides: dict = {}
         for text in args.overrides:
             overrides = deep_merge(overrides, parse_override(text))
+        if args.command == "champion":
+            config = load_config(args.config, deep_merge(overrides, {"model_name": args.model}))
+            if args.action == "show":
+                print(describe(config))
+                return 0
+            if not args.version:
+                raise ConfigError("champion set: name the VERSION to make champion (champion show lists them)")
+            event = set_champion(config, args.version, args.reason, by=f"{getpass.getuser()} (command line)")
+            print(json.dumps(event, indent=2, sort_keys=True))
+            return 0
         if args.command == "stage":
             run_uri = args.run or configure(args.config, overrides, args.run_id).run_uri
             print(json.dumps(run_stage(args.name, run_uri), indent=2, sort_keys=True))

@@ -6,8 +6,9 @@ Runs written before the stage folders took their stages' names (prepare → `dat
 `eval/`) are still read: a stage folder that exists only under its old name is used as it is.
 
 The model store under `export.root` holds `<model>/<version>/` (the SavedModel, its report and publish record),
-`<model>/champion.json` naming the champion and `<model>/champions/<version>.json`, one per version that became
-champion.
+`<model>/champion.json` naming the champion, `<model>/champions/<version>.json`, one per version that became
+champion, and `<model>/champion-history/<UTC time>-<version>.json`, one event per champion change (who, why, from
+which previous champion) — publish's and promotions' (rollbacks included).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ REPORT_FILE = "report.html"
 # The model store
 CHAMPION_FILE = "champion.json"
 CHAMPION_HISTORY_FOLDER = "champions"
+CHAMPION_EVENTS_FOLDER = "champion-history"
 PUBLISH_RECORD = "kest_publish.json"
 
 # Names that become one path component (model names, run ids): no separators, no `..`.
@@ -144,3 +146,8 @@ def champion_key(model_name: str) -> str:
 
 def history_key(model_name: str, version: str) -> str:
     return f"{model_name}/{CHAMPION_HISTORY_FOLDER}/{version}.json"
+
+
+def champion_event_key(model_name: str, at: dt.datetime, version: str) -> str:
+    """One champion change: sortable by time (microseconds), then version."""
+    return f"{model_name}/{CHAMPION_EVENTS_FOLDER}/{at.strftime('%Y%m%dT%H%M%S%fZ')}-{version}.json"

@@ -30,6 +30,7 @@ from kest_tasks.core.results import EvaluateResult, ExportResult, GateResult, Pu
 from kest_tasks.core.stages import PUBLISH
 from kest_tasks.registry.champion import store_for
 from kest_tasks.registry.model_store import Store
+from kest_tasks.registry.promotion import record_champion_change
 
 log = logging.getLogger("kest.publish")
 
@@ -58,6 +59,8 @@ def claim_champion(store: Store, model_name: str, pointer: dict, expected: str |
         latest = (store.read_json(champion_key(model_name))[0] or {}).get("version")
         return False, f"another publish made {latest} champion first"
     store.put_json(history_key(model_name, version), pointer, if_token=None)
+    by = f"publish of run {pointer.get('run_uri')}"
+    record_champion_change(store, model_name, pointer, current_version, by, "blessed by the gate")
     return True, ""
 
 

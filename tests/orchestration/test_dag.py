@@ -87,7 +87,7 @@ def test_schedule_from_the_environment(airflow_db):
     )
     env = {**os.environ, "KEST_SCHEDULE": "0 3 * * *"}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
-    assert out.strip().splitlines()[-1] == "0 3 * * * ['kest_model_consumer', 'kest_pipeline']"
+    assert out.strip().splitlines()[-1] == "0 3 * * * ['kest_model_consumer', 'kest_pipeline', 'kest_promote']"
 
 
 def test_the_example_consumer_is_scheduled_on_the_model_asset(airflow_db):
