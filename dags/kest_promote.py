@@ -70,7 +70,7 @@ def kest_promote():
         except KestError as error:  # bad input: fail at once with its one line, no retry
             raise AirflowFailException(str(error)) from None
         if change["changed"] and outlet_events is not None:
-            extra = {key: change[key] for key in ("version", "previous", "reason")}
+            extra = {key: change[key] for key in ("version", "model_uri", "previous", "reason")}
             outlet_events[CHAMPION_CHANGES].add(Asset(f"kest://{config.model_name}"), extra={**extra, "champion": True})
         logging.getLogger("kest").info("promote: %s", change)
         return change

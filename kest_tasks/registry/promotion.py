@@ -103,7 +103,7 @@ def set_champion(config: PipelineConfig, version: str, reason: str, by: str) -> 
         previous = (current or {}).get("version")
         if previous == version:
             log.info("champion: %s %s is already champion; nothing to change", model, version)
-            return {"version": version, "previous": previous, "changed": False}
+            return {"version": version, "previous": previous, "model_uri": current["model_uri"], "changed": False}
         pointer = {
             "version": version,
             "model_uri": store.uri(prefix),
@@ -121,7 +121,7 @@ def set_champion(config: PipelineConfig, version: str, reason: str, by: str) -> 
     except files.StorageError as error:
         raise PromotionError(f"{model} {version}: the model store failed: {error}") from None
     log.info("champion: %s is now %s (was %s), by %s: %s", model, version, previous, by, reason)
-    return {**event, "changed": True}
+    return {**event, "model_uri": pointer["model_uri"], "changed": True}
 
 
 def describe(config: PipelineConfig) -> str:

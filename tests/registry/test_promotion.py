@@ -167,10 +167,11 @@ def test_the_promote_dag_rolls_back_and_announces_it_on_the_model_asset(airflow_
     assert last["reason"] == "b misroutes EU traffic"
     assert {
         "version": "20261101T000000Z-aaaaaaaa",
+        "model_uri": str(tmp_path / "models" / "iris" / "20261101T000000Z-aaaaaaaa"),
         "previous": "20261102T000000Z-bbbbbbbb",
         "reason": "b misroutes EU traffic",
         "champion": True,
-    } in _champion_events("iris")
+    } in _champion_events("iris")  # what the example consumer logs: the model's URI, its version, champion
 
     refused = dag.test(run_conf={**conf, "version": "20261109T000000Z-zzzzzzzz", "reason": "x"})
     assert refused.state == "failed" and task_states(refused) == {"promote": "failed"}
