@@ -50,6 +50,43 @@ START_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 30.0
 
 
+RAY_FOLDER_PREFIX = "kest-ray-"
+HEAD_PID_FILE = "head.pid"
+STALE_AFTER_SECONDS = 300.0
+
+
+def remove_stale_ray_folders(parent: Path, now: float | None = None) -> list[Path]:
+    """Remove the folders of local Rays that are gone: a driver stopped by SIGTERM exits at once and leaves its
+    Ray's session folder (logs, sockets) behind. A folder is stale when its head process no longer runs (or it
+    never recorded one) and it is older than STALE_AFTER_SECONDS (a Ray being started right now is kept)."""
+    now = time.time() if now is None else now
+    removed = []
+    for folder in parent.glob(f"{RAY_FOLDER_PREFIX}*"):
+        try:
+            if not folder.is_dir() or now - folder.stat().st_mtime < STALE_AFTER_SECONDS:
+                continue
+            pid_file = folder / HEAD_PID_FILE
+            if pid_file.exists() and _running(int(pid_file.read_text() or 0)):
+                continue
+        except (OSError, ValueError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _free_loopback_port() -> int:
     with socket.socket() as probe:
         probe.bind((LOOPBACK, 0))
@@ -70,7 +107,9 @@ def local_ray(cluster: ClusterConfig) -> Iterator[str]:
     """
     port = _free_loopback_port()
     # Ray's socket paths must stay short (108 bytes): a folder directly under /tmp.
-    temp = Path(tempfile.mkdtemp(prefix="kest-ray-", dir="/tmp" if Path("/tmp").is_dir() else None))
+    parent = Path("/tmp") if Path("/tmp").is_dir() else Path(tempfile.gettempdir())
+    remove_stale_ray_folders(parent)
+    temp = Path(tempfile.mkdtemp(prefix=RAY_FOLDER_PREFIX, dir=parent))
     command = [
         sys.executable,
         "-c",
@@ -96,6 +135,7 @@ def local_ray(cluster: ClusterConfig) -> Iterator[str]:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
+    (temp / HEAD_PID_FILE).write_text(str(head.pid))
     _stop_local_ray.append(head.terminate)
     try:
         _wait_for_head(head, port, head_log)
@@ -210,7 +250,7 @@ def train_on_ray(config: PipelineConfig, run_uri: str) -> None:
     resources: dict[str, float] = {"CPU": cluster.cpus_per_worker}
     if cluster.gpus_per_worker:
         resources["GPU"] = cluster.gpus_per_worker
-    with _stopped_by_sigterm(), tempfile.TemporaryDirectory(prefix="kest-ray-train-") as storage:
+    with _stopped_by_sigterm(), tempfile.TemporaryDirectory(prefix="kest-train-storage-") as storage:
         with ray_session(cluster) as local:
             log.info(
                 "train: %d Ray workers × %s, max %d restarts, model_dir %s/train",

@@ -213,3 +213,23 @@ def test_a_failed_ray_job_is_one_line_naming_the_worker():
     assert _failure_line(ControllerError(RuntimeError("no resources\nfor the workers")), 1) == (
         "train on Ray: failed (after 1 restart): for the workers"
     )
+
+
+def test_the_folders_of_local_rays_that_are_gone_are_removed(tmp_path):
+    """A driver stopped by SIGTERM leaves its Ray's folder; the next local Ray removes it — not a live one's, not
+    one being set up right now, not another program's."""
+    from kest_tasks.training.ray_cluster import HEAD_PID_FILE, STALE_AFTER_SECONDS, remove_stale_ray_folders
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folders = {name: tmp_path / f"kest-ray-{name}" for name in ("stale", "no-pid", "live", "young")}
+    for folder in folders.values():
+        folder.mkdir()
+        (folder / "session").mkdir()
+    (folders["stale"] / HEAD_PID_FILE).write_text(dead.stdout.strip())
+    (folders["live"] / HEAD_PID_FILE).write_text(str(os.getpid()))
+    (folders["young"] / HEAD_PID_FILE).write_text(dead.stdout.strip())
+    (tmp_path / "other-program").mkdir()
+    now = time.time() + STALE_AFTER_SECONDS + 1
+    os.utime(folders["young"], (now, now))  # modified just now, as seen at `now`
+    assert sorted(remove_stale_ray_folders(tmp_path, now=now)) == sorted([folders["stale"], folders["no-pid"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kest-ray-live", "kest-ray-young", "other-program"]
