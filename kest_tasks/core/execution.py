@@ -4,7 +4,9 @@ once its completion marker (`result.json`, written last) is there — locally an
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -67,3 +69,10 @@ def run_once(run_uri: str, stage: str, result_type: type[R], produce: Callable[[
         log.warning("%s: another attempt finished first in %s; using its result", stage, folder)
         return result_type.model_validate(files.read_json(marker))
     return result
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """A subprocess's preexec_fn: Linux sends it SIGTERM when the process that started it dies (kill -9 included).
+    A stage process dies with its task; a local Ray head with its driver."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

@@ -6,11 +6,8 @@ and under the same blessing rule.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +18,7 @@ from typing import Any
 from kest_tasks.core import files
 from kest_tasks.core.config import PipelineConfig, config_to_json, load_config
 from kest_tasks.core.errors import ERROR_PREFIX, ConfigError, KestError
-from kest_tasks.core.execution import load_run_config
+from kest_tasks.core.execution import die_with_parent, load_run_config
 from kest_tasks.core.files import RETRYABLE_MARK, StorageError
 from kest_tasks.core.layout import SUMMARY_FILE, RunLayout, runs_folder
 from kest_tasks.core.results import ConfigureResult
@@ -133,12 +130,6 @@ def stage_wants_own_process(name: str, run_uri: str) -> bool:
     return name == TRAIN.name and load_run_config(run_uri).trainer.cluster is not None
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Have Linux send the stage process SIGTERM when the task process that started it dies (kill -9 included)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def run_stage_in_fresh_process(name: str, run_uri: str) -> dict[str, Any]:
     """Run one stage as `python -m kest_tasks stage NAME --run RUN_URI` in a new process whose working directory
     is a new empty folder, as a task on another worker would: it sees only the run folder (local or gs://). Its
@@ -153,7 +144,7 @@ def run_stage_in_fresh_process(name: str, run_uri: str) -> dict[str, Any]:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         assert process.stdout is not None
         try:

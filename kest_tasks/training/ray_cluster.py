@@ -16,7 +16,6 @@ Ray is an optional dependency (`pip install kest[ray]`): it is imported only whe
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ from typing import Any
 from kest_tasks.core.cluster import WORKER_RANK_SETTING, check_cluster, ray_address
 from kest_tasks.core.config import ClusterConfig, PipelineConfig
 from kest_tasks.core.errors import ERROR_PREFIX, KestError
+from kest_tasks.core.execution import die_with_parent
 
 log = logging.getLogger("kest.train")
 
@@ -93,12 +93,6 @@ def _free_loopback_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """The Ray head gets SIGTERM (and stops everything it started) when the driver that started it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @contextlib.contextmanager
 def local_ray(cluster: ClusterConfig) -> Iterator[str]:
     """A Ray head on loopback for this task (`ray start --head --block` in its own session); its address.
@@ -133,7 +127,7 @@ def local_ray(cluster: ClusterConfig) -> Iterator[str]:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     (temp / HEAD_PID_FILE).write_text(str(head.pid))
     _stop_local_ray.append(head.terminate)
