@@ -60,7 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--run", metavar="URI", help="an existing run folder (local or gs://), its config frozen in it by configure"
     )
     run.add_argument("--run-id", default=None, help="run folder name (default: cli__<UTC time>)")
-    for sub in (run, summary, stage, champion):
+    score = commands.add_parser(
+        "score", help="score a dataset with a published model (the champion, or --version) into Parquet predictions"
+    )
+    score.add_argument("model", help="the model's name under the config's export.root")
+    score.add_argument("input", help="CSV, Parquet or TFRecord file or glob, local or gs://")
+    score.add_argument("output", help="the predictions' Parquet file (rejected rows go beside it, *.rejects.parquet)")
+    score.add_argument("--version", default=None, help="a published version (default: the champion)")
+    score.add_argument(
+        "--keys",
+        default=None,
+        help="comma-separated key columns to copy (default: the columns the model does not read)",
+    )
+    score.add_argument("--format", default=None, choices=["csv", "parquet", "tfrecord"], help="default: from the name")
+    for sub in (run, summary, stage, champion, score):
         sub.add_argument("--config", default=default_config_path(), help="pipeline config (YAML or JSON)")
         sub.add_argument(
             "--set",
@@ -90,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("champion set: name the VERSION to make champion (champion show lists them)")
             event = set_champion(config, args.version, args.reason, by=f"{getpass.getuser()} (command line)")
             print(json.dumps(event, indent=2, sort_keys=True))
+            return 0
+        if args.command == "score":
+            from kest_tasks.serving.batch_score import batch_score
+
+            config = load_config(args.config, deep_merge(overrides, {"model_name": args.model}))
+            keys = [key.strip() for key in args.keys.split(",") if key.strip()] if args.keys is not None else None
+            result = batch_score(config, args.input, args.output, args.version, keys, args.format)
+            print(json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=True))
             return 0
         if args.command == "stage":
             run_uri = args.run or configure(args.config, overrides, args.run_id).run_uri

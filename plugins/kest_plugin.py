@@ -3,6 +3,7 @@
 Links (buttons on the task instance in the UI; worked out by the worker when the task finishes and kept with it):
   train   → "TensorBoard" (the run's curves; server from KEST_TENSORBOARD_URL) and "Model dir" (the checkpoints)
   publish → "Published model" (the GCS console page for gs://, a file:// URL otherwise)
+The Models page (kest_models): every published model, its versions, champion and history, and promotion.
 Macros, in any templated field: `{{ macros.kest.run_folder(params, run_id) }}`, `{{ macros.kest.export_root(params) }}`.
 """
 
@@ -12,6 +13,7 @@ from pathlib import PurePath
 
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
+from kest_models import app as models_app
 
 from kest_tasks.core.errors import KestError
 from kest_tasks.orchestration import trigger_form as run_params
@@ -77,3 +79,6 @@ class KestPlugin(AirflowPlugin):
     # Listed for `airflow plugins`; the DAG attaches them to its train and publish tasks (no `operators`, so
     # no other task gets them).
     operator_extra_links = [*TRAIN_LINKS, *PUBLISH_LINKS]
+    # The Models page: an app served by the api-server under /kest, shown inside the UI from its navigation.
+    fastapi_apps = [{"app": models_app, "url_prefix": "/kest", "name": "kest models"}]
+    external_views = [{"name": "Models", "href": "kest/models/", "destination": "nav", "url_route": "kest-models"}]

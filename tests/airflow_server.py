@@ -21,6 +21,7 @@ from typing import Any
 from tests.helpers import REPO
 
 USER = "kest-admin"
+VIEWER = "kest-viewer"  # may read DAGs and runs, not trigger them (the simple auth manager's viewer role)
 
 
 def free_port() -> int:
@@ -36,7 +37,8 @@ class AirflowServer:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.password = secrets.token_urlsafe(12)
+        self.passwords = {USER: secrets.token_urlsafe(12), VIEWER: secrets.token_urlsafe(12)}
+        self.password = self.passwords[USER]
         self.log = home / "standalone.log"
         self.env = {
             **os.environ,
@@ -45,7 +47,7 @@ class AirflowServer:
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin,{VIEWER}:viewer",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
@@ -59,11 +61,11 @@ class AirflowServer:
             **(extra_env or {}),
         }
         self.process: subprocess.Popen | None = None
-        self._token: str | None = None
+        self._tokens: dict[str, str] = {}
 
     def start(self, timeout: float = 300) -> AirflowServer:
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "passwords.json").write_text(json.dumps({USER: self.password}))
+        (self.home / "passwords.json").write_text(json.dumps(self.passwords))
         airflow = Path(sys.executable).with_name("airflow")
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
@@ -102,20 +104,29 @@ class AirflowServer:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
 
     # REST v2
-    def token(self) -> str:
-        if self._token is None:
+    def token(self, user: str = USER) -> str:
+        if user not in self._tokens:
             status, body = self.request(
-                "POST", "/auth/token", {"username": USER, "password": self.password}, auth=False
+                "POST", "/auth/token", {"username": user, "password": self.passwords[user]}, auth=False
             )
             assert status in (200, 201), (status, body)
-            self._token = body["access_token"]
-        return self._token
+            self._tokens[user] = body["access_token"]
+        return self._tokens[user]
 
-    def request(self, method: str, path: str, body: Any = None, auth: bool = True) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json"}
-        if auth:
-            headers["Authorization"] = f"Bearer {self.token()}"
-        data = None if body is None else json.dumps(body).encode()
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        auth: bool = True,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """`body` goes as JSON (bytes as they are); `token` replaces the admin's."""
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        if token is not None or auth:
+            headers["Authorization"] = f"Bearer {token if token is not None else self.token()}"
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:

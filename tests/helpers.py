@@ -118,3 +118,26 @@ def free_loopback_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def publish_version(config, scratch: Path, version: str, metrics: dict, expected: str | None, **record) -> None:
+    """A version as publish leaves it (files, record, saved_model.pb last; a report), then the champion claim publish
+    makes against `expected` — without training (the store does not look inside the SavedModel)."""
+    from kest_tasks.core import layout
+    from kest_tasks.registry.champion import store_for
+    from kest_tasks.registry.publish import claim_champion
+
+    source = scratch / version
+    (source / "variables").mkdir(parents=True)
+    (source / "variables" / "variables.index").write_bytes(b"weights of " + version.encode())
+    (source / layout.SAVED_MODEL_FILE).write_bytes(b"graph of " + version.encode())
+    report = scratch / f"{version}.html"
+    report.write_text(f"<h1>report of {version}</h1>")
+    store = store_for(config)
+    full_record = {"run_uri": f"/runs/{version}", "version": version, "metrics": metrics, **record}
+    key = layout.version_key(config.model_name, version)
+    store.publish_tree(
+        source, key, last=layout.SAVED_MODEL_FILE, record=full_record, extra={layout.REPORT_FILE: report}
+    )
+    pointer = {**full_record, "model_uri": store.uri(key), "published_at": "now"}
+    assert claim_champion(store, config.model_name, pointer, expected) == (True, "")

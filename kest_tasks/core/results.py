@@ -151,3 +151,18 @@ class PublishResult(StageResult):
     files: int
     champion: bool = True
     champion_note: str = ""
+
+
+class BatchScoreResult(StageResult):
+    """A batch scoring: which version scored what, where the predictions and rejected rows went, how many."""
+
+    model: str
+    version: str
+    model_uri: str
+    inputs: list[str]
+    output_uri: str
+    rejects_uri: str
+    rows: int
+    scored: int
+    rejected: int
+    seconds: float

@@ -15,7 +15,6 @@ from kest_tasks.core import files
 from kest_tasks.core.config import PipelineConfig
 from kest_tasks.core.errors import KestError
 from kest_tasks.core.layout import (
-    CHAMPION_EVENTS_FOLDER,
     PUBLISH_RECORD,
     SAVED_MODEL_FILE,
     champion_event_key,
@@ -23,6 +22,7 @@ from kest_tasks.core.layout import (
     history_key,
     version_key,
 )
+from kest_tasks.registry import catalog
 from kest_tasks.registry.champion import store_for
 from kest_tasks.registry.model_store import Store
 
@@ -51,31 +51,13 @@ def record_champion_change(
 
 
 def published_versions(config: PipelineConfig) -> list[dict]:
-    """Every complete published version of the config's model, oldest first: its publish record (version,
-    run_uri, metrics) plus its URI."""
-    store = store_for(config)
-    root = store.uri(config.model_name)
-    names = files.list_files(root) if files.exists(root) or files.is_gcs(root) else []
-    versions = sorted({name.split("/")[0] for name in names if name.endswith(f"/{SAVED_MODEL_FILE}")})
-    found = []
-    for version in versions:
-        record, _ = store.read_json(f"{version_key(config.model_name, version)}/{PUBLISH_RECORD}")
-        if record is not None:
-            found.append(
-                {**record, "version": version, "model_uri": store.uri(version_key(config.model_name, version))}
-            )
-    return found
+    """Every whole published version of the config's model, oldest first (see `catalog.versions`)."""
+    return catalog.versions(store_for(config), config.model_name)
 
 
 def champion_history(config: PipelineConfig) -> list[dict]:
     """The champion changes of the config's model, oldest first."""
-    store = store_for(config)
-    folder = store.uri(f"{config.model_name}/{CHAMPION_EVENTS_FOLDER}")
-    if not files.is_gcs(folder) and not files.exists(folder):
-        return []
-    names = [name for name in files.list_files(folder) if name.endswith(".json") and not name.startswith(".")]
-    events = [store.read_json(f"{config.model_name}/{CHAMPION_EVENTS_FOLDER}/{name}")[0] for name in names]
-    return [event for event in events if event]
+    return catalog.history(store_for(config), config.model_name)
 
 
 def set_champion(config: PipelineConfig, version: str, reason: str, by: str) -> dict[str, Any]:

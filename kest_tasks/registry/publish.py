@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from kest_tasks.core.execution import stage_function
 from kest_tasks.core.layout import (
     REPORT_FILE,
     SAVED_MODEL_FILE,
+    SCHEMA_FILE,
+    STATS_FILE,
     RunLayout,
     champion_key,
     history_key,
@@ -27,7 +30,7 @@ from kest_tasks.core.layout import (
     version_name,
 )
 from kest_tasks.core.results import EvaluateResult, ExportResult, GateResult, PublishResult, ReportResult
-from kest_tasks.core.stages import PUBLISH
+from kest_tasks.core.stages import PREPARE, PUBLISH
 from kest_tasks.registry.champion import store_for
 from kest_tasks.registry.model_store import Store
 from kest_tasks.registry.promotion import record_champion_change
@@ -64,6 +67,23 @@ def claim_champion(store: Store, model_name: str, pointer: dict, expected: str |
     return True, ""
 
 
+def publish_record(
+    config: PipelineConfig, run_uri: str, version: str, exported: ExportResult, metrics: dict[str, float]
+) -> dict:
+    """What the store keeps beside a version (and the Models page lists): its run, the Airflow DAG run when there is
+    one (Airflow puts its ids in the task's environment), the trainer, test metrics and infra-validation latency."""
+    return {
+        "run_uri": run_uri,
+        "version": version,
+        "metrics": metrics,
+        "trainer": config.trainer.kind,
+        "latency_ms_p50": exported.latency_ms_p50,
+        "latency_ms_p99": exported.latency_ms_p99,
+        "dag_id": os.environ.get("AIRFLOW_CTX_DAG_ID"),
+        "dag_run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID"),
+    }
+
+
 @stage_function
 def publish(
     config: PipelineConfig,
@@ -84,15 +104,24 @@ def publish(
         # A run folder in object storage is read through a local copy (publish_tree verifies files it has).
         with tempfile.TemporaryDirectory(prefix="kest-publish-") as scratch:
             source = files.get_tree(exported.saved_model_uri, Path(scratch) / "saved_model")
-            report = Path(scratch) / REPORT_FILE
-            if files.exists(reported.report_uri):
-                report.write_bytes(files.read_bytes(reported.report_uri))
+            # Beside the model: its report, and the schema and statistics of the data it learned from (batch
+            # scoring reads the schema; the next runs' drift check compares with the statistics).
+            beside = {
+                REPORT_FILE: reported.report_uri,
+                SCHEMA_FILE: RunLayout(run_uri).file(PREPARE.folder, SCHEMA_FILE),
+                STATS_FILE: RunLayout(run_uri).file(PREPARE.folder, STATS_FILE),
+            }
+            extra = {}
+            for name, uri in beside.items():
+                if files.exists(uri):
+                    extra[name] = Path(scratch) / name
+                    extra[name].write_bytes(files.read_bytes(uri))
             file_count = store.publish_tree(
                 source,
                 version_key(config.model_name, version),
                 last=SAVED_MODEL_FILE,
-                record={"run_uri": run_uri, "version": version, "metrics": metrics},
-                extra={REPORT_FILE: report} if report.exists() else {},
+                record=publish_record(config, run_uri, version, exported, metrics),
+                extra=extra,
             )
         model_uri = store.uri(version_key(config.model_name, version))
         pointer = {

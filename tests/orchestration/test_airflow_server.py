@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kest_tasks.core import layout
-from tests.airflow_server import USER, AirflowServer, free_port
+from tests.airflow_server import USER, VIEWER, AirflowServer, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -43,11 +43,11 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, files):
     root, url = files
-    started = AirflowServer(
-        tmp_path_factory.mktemp("airflow-standalone"), {"KEST_FILES_ROOT": str(root), "KEST_FILES_URL": url}
-    ).start()
+    # Both runs publish into one model store, which the Models page lists.
+    env = {"KEST_FILES_ROOT": str(root), "KEST_FILES_URL": url, "KEST_MODEL_ROOTS": str(root / "models")}
+    started = AirflowServer(tmp_path_factory.mktemp("airflow-standalone"), env).start()
     try:
-        for dag_id in (DAG, "kest_model_consumer"):
+        for dag_id in (DAG, "kest_model_consumer", "kest_promote"):
             status, body = started.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
             assert status == 200, body
         yield started
@@ -82,7 +82,7 @@ def test_invalid_params_are_refused_with_400_before_any_run(server):
 def test_rest_triggered_run_publishes_the_model(server, files):
     work, files_url = files[0] / "rest", files[1]
     conf = {
-        "overrides": {"artifact_root": str(work / "artifacts"), "export": {"root": str(work / "models")}},
+        "overrides": {"artifact_root": str(work / "artifacts"), "export": {"root": str(files[0] / "models")}},
         "trainer__steps": 200,
     }
     status, triggered = _trigger(server, conf)
@@ -96,12 +96,12 @@ def test_rest_triggered_run_publishes_the_model(server, files):
     status, configure = server.request("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/configure")
     run_folder = configure["rendered_fields"]["op_kwargs"]["run_folder"]
     assert Path(run_folder).parent == work / "artifacts" / layout.RUNS_FOLDER
-    assert configure["rendered_fields"]["op_kwargs"]["export_root"] == str(work / "models")
+    assert configure["rendered_fields"]["op_kwargs"]["export_root"] == str(files[0] / "models")
     summary = _summary(run_folder)
     assert json.loads((Path(run_folder) / layout.CONFIG_FILE).read_text())["trainer"]["steps"] == 200
     assert summary["blessed"] is True and summary["test_metrics"]["accuracy"] >= 0.9
     published = Path(summary["published_model"])
-    assert published.parent == work / "models" / "iris" and (published / layout.SAVED_MODEL_FILE).exists()
+    assert published.parent == files[0] / "models" / "iris" and (published / layout.SAVED_MODEL_FILE).exists()
     champion = json.loads((published.parent / layout.CHAMPION_FILE).read_text())
     assert champion["model_uri"] == str(published)
 
@@ -112,7 +112,7 @@ def test_rest_triggered_run_publishes_the_model(server, files):
         "Model dir": f"{files_url}/rest/artifacts/runs/{Path(run_folder).name}/train/",
     }
     status, publish_links = server.request("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/publish/links")
-    assert publish_links["extra_links"] == {"Published model": f"{files_url}/rest/models/iris/{published.name}/"}
+    assert publish_links["extra_links"] == {"Published model": f"{files_url}/models/iris/{published.name}/"}
 
     # The Asset event made the scheduler run the example consumer, which received the model.
     def consumer_got_it() -> bool:
@@ -157,7 +157,7 @@ def test_ui_trigger_form_runs_the_pipeline(server, files, tmp_path):
             # One section open at a time (an accordion): open each before filling its field.
             for section, field, value in [
                 ("Run", "#element_artifact_root", str(work / "artifacts")),
-                ("Export", "#element_export__root", str(work / "models")),
+                ("Export", "#element_export__root", str(files[0] / "models")),
                 ("Trainer", "[name=element_trainer__steps]", "120"),
             ]:
                 form.get_by_role("button", name=section, exact=True).click()
@@ -199,6 +199,108 @@ def test_ui_trigger_form_runs_the_pipeline(server, files, tmp_path):
     (run_folder,) = (work / "artifacts" / layout.RUNS_FOLDER).iterdir()
     assert json.loads((run_folder / layout.CONFIG_FILE).read_text())["trainer"]["steps"] == 120
     summary = _summary(str(run_folder))
-    assert Path(summary["published_model"]).parent == work / "models" / "iris"
+    assert Path(summary["published_model"]).parent == files[0] / "models" / "iris"
     for shot in ("trigger-form.png", "run.png", "train-task.png"):  # real page renders, not blank captures
+        assert (screenshots / shot).stat().st_size > 20_000, shot
+
+
+def test_models_page_is_for_signed_in_users_only(server):
+    """The plugin's pages and API: 401 without a session, 403 with a bad token, read-only for viewers, every path
+    parameter checked before the store is touched."""
+    for path in ("/kest/models/", "/kest/api/models", "/kest/api/models/0/iris"):
+        assert server.request("GET", path, auth=False)[0] == 401, path
+        assert server.request("GET", path, token="not-a-token")[0] == 403, path
+    viewer = server.token(VIEWER)
+    status, roots = server.request("GET", "/kest/api/models", token=viewer)
+    assert status == 200 and roots[0]["models"][0]["model"] == "iris"
+    status, view = server.request("GET", "/kest/api/models/0/iris", token=viewer)
+    assert status == 200 and view["can_promote"] is False
+    version = view["versions"][0]["version"]
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Origin": server.url}
+    promote = f"/kest/models/0/iris/{version}/promote"
+    assert server.request("GET", promote, token=viewer) == (
+        403,
+        {"detail": "changing the champion needs the right to trigger the kest_promote DAG"},
+    )
+    assert server.request("POST", promote, b"reason=x", token=viewer, headers=form)[0] == 403
+    posted_elsewhere = {**form, "Origin": "http://attacker.example"}
+    assert server.request("POST", promote, b"reason=x", headers=posted_elsewhere) == (
+        403,
+        {"detail": "a champion change must be posted from the Models page"},
+    )
+    refusals = {
+        "/kest/api/models/7/iris": (404, "no model root 7 (there are 1)"),
+        "/kest/api/models/0/.git": (400, "model '.git' is not a safe name"),
+        "/kest/models/0/iris/..%2E/report": (400, "version '...' is not a safe name"),
+        "/kest/api/models/0/no-such-model": (404, f"no model 'no-such-model' in {view['root']}"),
+        "/kest/models/0/iris/20990101T000000Z-00000000/report": (404, "iris has no published version"),
+    }
+    for path, (code, message) in refusals.items():
+        status, body = server.request("GET", path, token=viewer)
+        assert status == code and message in body["detail"], (path, status, body)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (`make test` installs it)")
+def test_models_page_shows_the_versions_and_rolls_back(server, files, tmp_path):
+    """After the REST and the UI run: the Models page, opened from Airflow's navigation, lists both versions with
+    the newer one champion, opens a version's report, and makes the older one champion again through kest_promote
+    (confirmation, reason) — history, pointer and Asset event follow."""
+    from playwright.sync_api import expect, sync_playwright
+
+    status, view = server.request("GET", "/kest/api/models/0/iris")
+    assert status == 200 and len(view["versions"]) == 2, view
+    older, newer = (v["version"] for v in view["versions"])
+    assert view["champion"] == newer and [v["dag_id"] for v in view["versions"]] == [DAG, DAG]
+    screenshots = tmp_path / "screenshots"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(server.url)
+            page.get_by_label("Username").fill(USER)
+            page.get_by_label("Password").fill(server.password)
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("link", name="Models").click()  # the plugin's nav entry; the page is framed
+            frame = page.frame_locator("iframe[title=Models]")
+            frame.get_by_role("link", name="iris", exact=True).click()
+            expect(frame.get_by_role("heading", name="iris", exact=True)).to_be_visible()
+            expect(frame.locator("strong.champion")).to_have_text(newer)
+            versions = frame.get_by_role("table", name="versions")
+            expect(versions.get_by_role("row", name=older)).to_be_visible()
+            expect(versions.get_by_role("row", name=newer)).to_contain_text("champion")
+            expect(frame.get_by_role("img", name="accuracy across versions").locator("circle")).to_have_count(2)
+            page.screenshot(path=str(screenshots / "models-page.png"), full_page=True)
+
+            versions.get_by_role("row", name=older).get_by_role("link", name="report").click()
+            expect(frame.get_by_role("heading", name="Test metrics")).to_be_visible()
+            page.go_back()
+
+            versions.get_by_role("row", name=older).get_by_role("link", name="make champion…").click()
+            frame.get_by_label("Reason").fill("the newer one misroutes EU traffic")
+            page.screenshot(path=str(screenshots / "promote.png"), full_page=True)
+            frame.get_by_role("button", name=f"Make {older} champion").click()
+            expect(frame.locator(".notice")).to_contain_text("kest_promote run")
+
+            def promoted() -> bool:
+                status, runs = server.request("GET", "/api/v2/dags/kest_promote/dagRuns")
+                return any(r["state"] == "success" for r in runs["dag_runs"])
+
+            server.wait_for(promoted, 120, "the kest_promote run the page triggered", every=2)
+            page.reload()
+            expect(frame.locator("strong.champion")).to_have_text(older)
+            history = frame.get_by_role("table", name="champion history").get_by_role("row", name="misroutes EU")
+            expect(history).to_contain_text(f"{newer} → {older}")
+            expect(history).to_contain_text(f"{USER} via kest_promote run manual__")
+        finally:
+            browser.close()
+
+    status, runs = server.request("GET", "/api/v2/dags/kest_promote/dagRuns")
+    (run,) = runs["dag_runs"]
+    assert run["triggering_user_name"] == USER and run["conf"]["version"] == older
+    status, events = server.request("GET", "/api/v2/assets/events?source_dag_id=kest_promote")
+    assert [event["extra"]["version"] for event in events["asset_events"]] == [older]
+    pointer = json.loads((files[0] / "models" / "iris" / layout.CHAMPION_FILE).read_text())
+    assert pointer["version"] == older and pointer["reason"] == "the newer one misroutes EU traffic"
+    for shot in ("models-page.png", "promote.png"):
         assert (screenshots / shot).stat().st_size > 20_000, shot

@@ -83,11 +83,25 @@ def test_schedule_from_the_environment(airflow_db):
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"bag = DagBag(dag_folder={str(DAG_FILE.parent)!r})\n"
         "assert not bag.import_errors, bag.import_errors\n"
-        "print(bag.get_dag('kest_pipeline').schedule, sorted(bag.dag_ids))\n"
+        "score = bag.get_dag('kest_batch_score')\n"
+        "when = score.schedule if isinstance(score.schedule, str | None) else [a.uri for a in score.schedule]\n"
+        "print(bag.get_dag('kest_pipeline').schedule, '|', type(score.timetable).__name__, when, sorted(bag.dag_ids))\n"
     )
-    env = {**os.environ, "KEST_SCHEDULE": "0 3 * * *"}
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
-    assert out.strip().splitlines()[-1] == "0 3 * * * ['kest_model_consumer', 'kest_pipeline', 'kest_promote']"
+    dag_ids = "['kest_batch_score', 'kest_model_consumer', 'kest_pipeline', 'kest_promote']"
+    for env, expected in [
+        ({"KEST_SCHEDULE": "0 3 * * *"}, f"0 3 * * * | NullTimetable None {dag_ids}"),
+        (
+            {"KEST_SCORE_SCHEDULE": "@daily", "KEST_SCORE_INPUT": "in.csv"},
+            f"None | CronTriggerTimetable @daily {dag_ids}",
+        ),
+        (
+            {"KEST_SCORE_SCHEDULE": "@model", "KEST_SCORE_INPUT": "in.csv"},
+            f"None | AssetTriggeredTimetable ['kest://iris/'] {dag_ids}",
+        ),
+    ]:
+        run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, **env})
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.strip().splitlines()[-1] == expected, env
 
 
 def test_the_example_consumer_is_scheduled_on_the_model_asset(airflow_db):

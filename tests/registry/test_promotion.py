@@ -16,23 +16,11 @@ from kest_tasks.core.config import load_config
 from kest_tasks.registry.champion import store_for
 from kest_tasks.registry.promotion import PromotionError, champion_history, published_versions, set_champion
 from kest_tasks.registry.publish import claim_champion
-from tests.helpers import IRIS_CONFIG
+from tests.helpers import IRIS_CONFIG, publish_version
 
 
 def _publish(config, scratch: Path, version: str, accuracy: float, expected: str | None) -> None:
-    """A version as publish leaves it (files, record, saved_model.pb last), then the champion claim publish makes."""
-    source = scratch / version
-    (source / "variables").mkdir(parents=True)
-    (source / "variables" / "variables.index").write_bytes(b"weights of " + version.encode())
-    (source / layout.SAVED_MODEL_FILE).write_bytes(b"graph of " + version.encode())
-    store = store_for(config)
-    run_uri = f"/runs/{version}"
-    record = {"run_uri": run_uri, "version": version, "metrics": {"accuracy": accuracy}}
-    store.publish_tree(
-        source, layout.version_key("iris", version), last=layout.SAVED_MODEL_FILE, record=record, extra={}
-    )
-    pointer = {**record, "model_uri": store.uri(layout.version_key("iris", version)), "published_at": "now"}
-    assert claim_champion(store, "iris", pointer, expected) == (True, "")
+    publish_version(config, scratch, version, {"accuracy": accuracy}, expected)
 
 
 @pytest.fixture(params=["local", "gs"])
