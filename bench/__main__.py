@@ -14,6 +14,7 @@ from bench import (
     p4_dag_import,
     p5_pipeline,
     p6_memory,
+    p8_batch_score,
     q_quality,
 )
 from bench.common import RESULTS, record
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "P4": p4_dag_import.measure,
     "P5": p5_pipeline.measure,
     "P6": p6_memory.measure,
+    "P8": p8_batch_score.measure,
     "Q": q_quality.measure,
     "GS": gs_object_storage.measure,
 }

@@ -39,14 +39,14 @@ from kest_tasks.core.results import BatchScoreResult
 from kest_tasks.core.stages import PREPARE
 from kest_tasks.core.tfenv import import_tensorflow
 from kest_tasks.data.schema import FeatureSchema, Schema
-from kest_tasks.data.sources import Chunk, DataError, csv_header, plan_sources, read_ahead, read_chunks
+from kest_tasks.data.sources import Chunk, DataError, WiderTypeNeeded, plan_sources, read_ahead, read_chunks
 from kest_tasks.registry import catalog
 from kest_tasks.registry.champion import store_for
 
 log = logging.getLogger("kest.batch_score")
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
-BLOCK_ROWS = 8192  # rows per model call: large enough to amortise the call, small enough to keep memory flat
+BLOCK_ROWS = 32768  # rows per model call: large enough to amortise the call, small enough to keep memory flat
 PROGRESS_SECONDS = 10.0
 VERSION_COLUMN = "model_version"
 REASON_COLUMN = "reason"
@@ -171,9 +171,14 @@ def _output_schema(key_types: list[pa.Field], classes: list[str] | None) -> pa.S
     return pa.schema([*key_types, *outputs, pa.field(VERSION_COLUMN, pa.string())])
 
 
+def _repeated(value: str, rows: int) -> pa.Array:
+    """`value` on every row, built in Arrow (a one-entry dictionary cast to text), not from a Python list."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)), pa.array([value])).cast(pa.string())
+
+
 def _origin_keys(chunk: Chunk, keep: np.ndarray) -> dict[str, pa.Array]:
     rows = np.arange(chunk.first_row, chunk.first_row + chunk.batch.num_rows)[keep]
-    return {"source_file": pa.array([chunk.origin] * len(rows), pa.string()), "source_row": pa.array(rows, pa.int64())}
+    return {"source_file": _repeated(chunk.origin, len(rows)), "source_row": pa.array(rows, pa.int64())}
 
 
 @contextlib.contextmanager
@@ -219,13 +224,8 @@ def batch_score(
         store = store_for(config)
         model_dir = store.local_copy(version_key(config.model_name, record["version"]), scratch / "model")
         schema = _schema(model_dir, record)
-        # CSV number columns are read as text, so one bad cell rejects its row instead of failing the file.
-        column_types = {}
-        if fmt == "csv":
-            header = csv_header(inputs_found[0], dataset.delimiter)
-            column_types = {name: pa.string() for name in schema.numeric_feature_names if name in header}
         tf = import_tensorflow()
-        serving = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+        predict = _predictor(tf, tf.saved_model.load(str(model_dir)).signatures["serving_default"])
         log.info(
             "batch score: %s with %s %s (%s) → %s",
             input_uri,
@@ -234,21 +234,30 @@ def batch_score(
             record["model_uri"],
             output_uri,
         )
-        counts = _score(
-            dataset,
-            plan,
-            column_types,
-            schema,
-            keys,
-            serving,
-            tf,
-            record["version"],
-            scratch,
-            output_uri,
-            rejects_uri,
-            block_rows,
-            started,
-        )
+        # Column types as pyarrow infers them from the first block; a later value that does not fit (text in a
+        # number column) widens the column and the file is read again, that column then checked row by row.
+        column_types: dict[str, pa.DataType] = {}
+        with _parse_threads(1):
+            while True:
+                try:
+                    counts = _score(
+                        dataset,
+                        plan,
+                        column_types,
+                        schema,
+                        keys,
+                        predict,
+                        record["version"],
+                        scratch,
+                        output_uri,
+                        rejects_uri,
+                        block_rows,
+                        started,
+                    )
+                    break
+                except WiderTypeNeeded as wider:
+                    log.info("batch score: column %r needs type %s; reading again", wider.column, wider.wider)
+                    column_types = {**column_types, wider.column: wider.wider}
     seconds = time.monotonic() - started
     scored, rejected = counts
     log.info(
@@ -273,14 +282,33 @@ def batch_score(
     )
 
 
+@contextlib.contextmanager
+def _parse_threads(count: int) -> Iterator[None]:
+    """pyarrow's CPU pool at `count` threads for the block: the model's own threads use every core while the
+    read-ahead thread parses the next range, and a parse pool on the same cores only adds switching."""
+    before = pa.cpu_count()
+    pa.set_cpu_count(count)
+    try:
+        yield
+    finally:
+        pa.set_cpu_count(before)
+
+
+def _predictor(tf: Any, serving: Any) -> Any:
+    """The signature behind a tf.function taking NumPy columns: ~10 ms less per call here than calling it with
+    keyword tensors (TensorFlow 2.15 binds and formats each one); 1.8x faster for blocks of 8192 rows, the same
+    for 32768."""
+    spec = {name: tf.TensorSpec([None], tensor.dtype) for name, tensor in serving.structured_input_signature[1].items()}
+    return tf.function(lambda inputs: serving(**inputs), input_signature=[spec])
+
+
 def _score(
     dataset: Any,
     plan: Any,
     column_types: dict,
     schema: Schema,
     keys: list[str] | None,
-    serving: Any,
-    tf: Any,
+    predict: Any,
     version: str,
     scratch: Path,
     output_uri: str,
@@ -313,10 +341,7 @@ def _score(
                         else _origin_keys(chunk, keep)
                     )
                     if keep.any():
-                        tensors = {
-                            name: tf.constant(array[keep] if bad.any() else array) for name, array in values.items()
-                        }
-                        answer = serving(**tensors)
+                        answer = predict({name: array[keep] if bad.any() else array for name, array in values.items()})
                         table = _predictions(key_columns, answer, classes, version, int(keep.sum()))
                         if out_writer is None:
                             out_writer = pq.ParquetWriter(str(out_path), table.schema)
@@ -331,7 +356,7 @@ def _score(
                         table = pa.table(
                             {
                                 **bad_keys,
-                                "source_file": pa.array([chunk.origin] * len(rows), pa.string()),
+                                "source_file": _repeated(chunk.origin, len(rows)),
                                 "source_row": pa.array(rows, pa.int64()),
                                 REASON_COLUMN: pa.array([r for r in reasons if r is not None], pa.string()),
                             },
@@ -384,13 +409,13 @@ def _predictions(
     outputs: dict[str, pa.Array] = {}
     if classes:
         probabilities = answer["probabilities"].numpy()
-        outputs["prediction"] = pa.array(np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)], pa.string())
+        chosen = pa.array(probabilities.argmax(axis=1).astype(np.int32))
+        outputs["prediction"] = pa.DictionaryArray.from_arrays(chosen, pa.array(classes)).cast(pa.string())
         for index, name in enumerate(classes):
             outputs[f"probability_{name}"] = pa.array(probabilities[:, index].astype(np.float32))
     else:
         outputs["prediction"] = pa.array(answer["predictions"].numpy().astype(np.float64).reshape(-1))
-    version_column = pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)), pa.array([version]))
-    return pa.table({**key_columns, **outputs, VERSION_COLUMN: version_column.cast(pa.string())})
+    return pa.table({**key_columns, **outputs, VERSION_COLUMN: _repeated(version, rows)})
 
 
 def _blocks(chunks: Iterator[Chunk], rows: int) -> Iterator[Chunk]:
