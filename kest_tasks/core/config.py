@@ -64,6 +64,7 @@ AnomalyKind = Literal[
     "unknown_label",
     "nan_or_inf",
     "too_many_missing",
+    "drift",
 ]
 DEFAULT_SEVERITY: dict[str, str] = {
     "missing_column": "error",
@@ -74,6 +75,7 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "unknown_label": "error",
     "nan_or_inf": "error",
     "too_many_missing": "warning",
+    "drift": "warning",
 }
 
 
@@ -83,7 +85,43 @@ class TfdsConfig(_Section):
     data_dir: str = Field(..., description="Local TFDS data_dir holding the prepared dataset (never downloaded).")
 
 
+class DriftConfig(_Section):
+    """How far the new data's distribution may move from the data the champion was trained on (TFDV's measures)."""
+
+    jensen_shannon: float | None = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Number features: the largest Jensen-Shannon divergence (base 2, 0-1) between the training "
+        "split's histogram and the champion's; null: numbers are not checked.",
+    )
+    infinity_norm: float | None = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Text features: the largest L-infinity distance (the biggest change of any value's frequency) "
+        "from the champion's training data; null: text is not checked.",
+    )
+    features: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="Feature name → its own threshold (in its kind's measure); null: that feature is not checked.",
+    )
+
+    @field_validator("features")
+    @classmethod
+    def _thresholds_in_range(cls, value: dict[str, float | None]) -> dict[str, float | None]:
+        for name, threshold in value.items():
+            if threshold is not None and not 0 <= threshold <= 1:
+                raise ValueError(f"{name}: threshold {threshold} is outside 0..1")
+        return value
+
+
 class ValidationConfig(_Section):
+    drift: DriftConfig = Field(
+        default_factory=DriftConfig,
+        description="Drift from the champion's training data (anomaly kind `drift`; a warning unless severity "
+        "says error).",
+    )
     severity: dict[AnomalyKind, Literal["error", "warning", "ignore"]] = Field(
         default_factory=dict, description="Override the severity of an anomaly kind."
     )

@@ -28,7 +28,7 @@ from kest_tasks.core.execution import run_once, stage_function
 from kest_tasks.core.layout import ANOMALIES_FILE, SCHEMA_FILE, STATS_FILE
 from kest_tasks.core.results import PrepareResult
 from kest_tasks.core.stages import PREPARE
-from kest_tasks.data import tfrecord_writer
+from kest_tasks.data import drift, tfrecord_writer
 from kest_tasks.data.feature_names import tf_names
 from kest_tasks.data.schema import Schema
 from kest_tasks.data.sources import (
@@ -222,6 +222,7 @@ class _Pass:
     ) -> None:
         self.plan, self.pinned, self.out = plan, pinned, out
         self.column_types = column_types
+        self.config = config
         self.dataset = config.dataset
         self.validator = Validator(pinned, self.dataset.validation) if pinned else None
         self.columns: dict[str, ColumnStats] = {}
@@ -346,6 +347,9 @@ class _Pass:
                 f"{', '.join(inputs)}: split(s) {empty} received no rows out of {self.rows}; "
                 "add data or change dataset.split weights"
             )
+        columns = {name: stats.stats(size) for name, stats in self.columns.items()}
+        compared = self._drift(columns, schema)
+        anomalies = anomalies + compared["anomalies"]
         files.write_json(files.join(self.out, SCHEMA_FILE), schema.model_dump(mode="json"))
         files.write_json(
             files.join(self.out, STATS_FILE),
@@ -354,13 +358,57 @@ class _Pass:
                 "split_rows": split_rows,
                 "inputs": inputs,
                 "span": self.plan.span,
-                "columns": {name: stats.stats(size) for name, stats in self.columns.items()},
+                "columns": columns,
+                "drift": {"baseline": compared["baseline"], "features": compared["features"]},
             },
         )
         files.write_json(files.join(self.out, ANOMALIES_FILE), anomalies)
         self.split_rows = split_rows
         self.inputs = inputs
         self.anomalies = anomalies
+
+    def _drift(self, columns: dict[str, dict], schema: Schema) -> dict:
+        """This data against the champion's training data: the comparison, and a `drift` anomaly per feature
+        beyond its threshold (raises DataError when drift is an error)."""
+        baseline = drift.champion_statistics(self.config)
+        if baseline is None:
+            log.info("prepare: drift: %s has no champion yet; nothing to compare with", self.config.model_name)
+            return {"baseline": None, "features": [], "anomalies": []}
+        version, stats = baseline
+        features = drift.compare(columns, stats.get("columns", {}), schema, self.dataset.validation.drift)
+        severity = self.dataset.validation.severity_of("drift")
+        anomalies = []
+        for found in features:
+            if not found["drifted"] or severity == "ignore":
+                continue
+            detail = (
+                f"{found['statistic']} {found['distance']:.3g} > {found['threshold']:g} from the training data of "
+                f"champion {version}"
+            )
+            anomalies.append(
+                {
+                    "kind": "drift",
+                    "column": found["feature"],
+                    "severity": severity,
+                    "count": columns[found["feature"]]["rows"],
+                    "first": None,
+                    "detail": detail,
+                    **{key: found[key] for key in ("statistic", "distance", "threshold")},
+                    "baseline": version,
+                }
+            )
+        lines = [f"{a['severity']} drift: column {a['column']!r} ({a['detail']})" for a in anomalies]
+        log.info(
+            "prepare: drift: %d of %d features checked against champion %s moved beyond their threshold",
+            len(anomalies),
+            len(features),
+            version,
+        )
+        for line in lines:
+            log.warning("prepare: %s", line)
+        if severity == "error" and anomalies:
+            raise DataError(f"data drifted from the champion's training data: {'; '.join(lines)}")
+        return {"baseline": version, "features": features, "anomalies": anomalies}
 
 
 def _pinned_schema(pinned: Schema, rows: int, columns: dict[str, ColumnStats]) -> Schema:

@@ -46,6 +46,7 @@ def first_true(mask: np.ndarray, chunk: Chunk, values: Any) -> Sighting | None:
 
 
 MEDIAN_SAMPLE = 32_768  # training values kept per numeric column for its median (exact up to twice this many)
+HISTOGRAM_BINS = 20  # of a numeric column's training sample, kept in stats.json for drift checks
 CLASS_LIKE_SHARE = 0.9  # a float label this often whole-numbered, with few values, may be classes with typos
 
 
@@ -167,6 +168,18 @@ class ColumnStats:
         if self.sample_size > 2 * MEDIAN_SAMPLE:
             kept = np.concatenate(self.sample_parts)[::2]
             self.sample_parts, self.sample_size, self.sample_stride = [kept], len(kept), self.sample_stride * 2
+
+    def histogram(self, bins: int = HISTOGRAM_BINS) -> dict | None:
+        """Equal-width bins over the training sample's range: {edges, counts}; what drift checks compare."""
+        if not self.sample_size:
+            return None
+        sample = np.concatenate(self.sample_parts)
+        low, high = float(sample.min()), float(sample.max())
+        if low == high:  # a constant: one narrow bin around it, so another constant does not share it
+            width = 1e-9 * max(1.0, abs(low))
+            return {"edges": [low - width, low + width], "counts": [len(sample)]}
+        counts, edges = np.histogram(sample, bins=bins, range=(low, high))
+        return {"edges": edges.tolist(), "counts": counts.tolist()}
 
     @property
     def median(self) -> float | None:
@@ -298,6 +311,7 @@ class ColumnStats:
             **summary,
             **numbers,
             "train_median": self.median,
+            "train_histogram": self.histogram(),
             "nan_or_inf": self.nan_or_inf,
             **({"top_values": top} if self.kind == "int" else {}),
         }

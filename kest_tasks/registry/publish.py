@@ -71,10 +71,15 @@ def publish_record(
     config: PipelineConfig, run_uri: str, version: str, exported: ExportResult, metrics: dict[str, float]
 ) -> dict:
     """What the store keeps beside a version (and the Models page lists): its run, the Airflow DAG run when there is
-    one (Airflow puts its ids in the task's environment), the trainer, test metrics and infra-validation latency."""
+    one (Airflow puts its ids in the task's environment), the trainer, test metrics, infra-validation latency and
+    the drift prepare found."""
+    stats_uri = RunLayout(run_uri).file(PREPARE.folder, STATS_FILE)
+    compared = (files.read_json(stats_uri).get("drift") or {}) if files.exists(stats_uri) else {}
     return {
         "run_uri": run_uri,
         "version": version,
+        # The features whose training data drifted from the previous champion's (None: nothing to compare with).
+        "drift": [f for f in compared.get("features", []) if f["drifted"]] if compared.get("baseline") else None,
         "metrics": metrics,
         "trainer": config.trainer.kind,
         "latency_ms_p50": exported.latency_ms_p50,

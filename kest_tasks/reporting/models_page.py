@@ -55,6 +55,19 @@ def gate_metric(metrics: Sequence[dict[str, float]], preferred: Sequence[str]) -
     return names[0] if names else None
 
 
+# After the gate's metrics, the ones a reader looks for first; the page shows at most KEY_METRICS columns.
+USUAL_METRICS = ("loss", "auc", "f1_macro", "rmse", "mae", "r2")
+KEY_METRICS = 4
+
+
+def key_metrics(metrics: Sequence[dict[str, float]], preferred: Sequence[str]) -> list[str]:
+    """The metric columns of the versions table: the gate's, then the usual ones, then the rest, at most
+    KEY_METRICS (every metric is in the version's report)."""
+    present = sorted({name for version in metrics for name in version if "/" not in name})
+    ordered = [*preferred, *USUAL_METRICS, *present]
+    return list(dict.fromkeys(name for name in ordered if name in present))[:KEY_METRICS]
+
+
 def model_summary(store: Store, model: str) -> dict[str, Any]:
     """One row of the model list: name, champion, version count, the newest version's time."""
     versions = catalog.versions(store, model)
@@ -79,6 +92,7 @@ def model_view(store: Store, model: str, preferred_metrics: Sequence[str] = ()) 
         version["champion"] = version["version"] == champion.get("version")
     metric = gate_metric([v.get("metrics", {}) for v in versions], preferred_metrics)
     return {
+        "metric_columns": key_metrics([v.get("metrics", {}) for v in versions], preferred_metrics),
         "model": model,
         "root": store.root,
         "champion": champion.get("version"),
@@ -168,7 +182,7 @@ def list_html(roots: Sequence[dict[str, Any]]) -> str:
 def model_html(view: dict[str, Any], notice: str = "", can_promote: bool = False, back: str = "") -> str:
     """A model's page: the champion, the plot, the versions (newest first) and the champion history."""
     model, metric = view["model"], view["metric"]
-    metric_names = sorted({k for v in view["versions"] for k in v.get("metrics", {}) if "/" not in k})
+    metric_names = view["metric_columns"]
     body = [
         f"<p>{_link(back, '← all models')}</p>" if back else "",
         f"<h1>{_escape(model)}</h1>",

@@ -146,6 +146,24 @@ def _table(header: list[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _drift_section(drift: dict[str, Any]) -> str:
+    """The data against the champion's training data (prepare's comparison in stats.json)."""
+    if not drift.get("baseline"):
+        return "<p class='drift'>No champion yet: nothing to compare this data with.</p>"
+    features = drift.get("features", [])
+    moved = [f["feature"] for f in features if f["drifted"]]
+    summary = f"Compared with the training data of champion {drift['baseline']}: " + (
+        f"drifted beyond the threshold: {', '.join(moved)}." if moved else "no feature beyond its threshold."
+    )
+    rows = [
+        [f["feature"], f["statistic"], f["distance"], f["threshold"], "drift" if f["drifted"] else "ok"]
+        for f in features
+    ]
+    return f"<p class='drift'>{html.escape(summary)}</p>" + _table(
+        ["feature", "statistic", "distance", "threshold", "result"], rows
+    )
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -195,7 +213,8 @@ def report(
 
     def produce(work: Path, folder: str) -> ReportResult:
         schema = files.read_json(prepared.schema_uri)
-        stats = files.read_json(prepared.stats_uri)["columns"]
+        all_stats = files.read_json(prepared.stats_uri)
+        stats = all_stats["columns"]
         metrics = files.read_json(evaluated.metrics_uri)
         plots = []
         curves = _curves_plot(*training_curves(trained.model_dir, config.trainer.checkpoint_steps))
@@ -249,6 +268,8 @@ def report(
                 ],
                 feature_rows,
             ),
+            "<h2>Drift</h2>",
+            _drift_section(all_stats.get("drift") or {}),
             "<p>Models and the <code>serving_default</code> signature take features by their TensorFlow name "
             "(numbers as float32; NaN is a missing value); <code>predict_examples</code> takes tf.Examples keyed by "
             "the feature names.</p>",

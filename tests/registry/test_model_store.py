@@ -106,7 +106,7 @@ def test_publish_to_gcs_then_load_the_model_back(tmp_path, gcs, iris_run):
         if p.is_file()
     )
     published = sorted(name for name in store._objects(f"iris/{result.version}"))
-    assert published == sorted(local_files + ["kest_publish.json", "report.html"])
+    assert published == sorted(local_files + ["kest_publish.json", "report.html", "schema.json", "stats.json"])
     assert not store._objects("iris/.staging")  # staging objects are removed after promotion
     # a retry: same version, nothing rewritten
     again = publish(config, run_uri, exported, blessing, evaluated, reported)

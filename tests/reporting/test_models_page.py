@@ -103,3 +103,9 @@ def test_the_list_and_the_confirmation(store_config):
     assert "<input id='reason' name='reason' size='60' required>" in confirm
     with pytest.raises(catalog.CatalogError, match="no model 'dog'"):
         models_page.model_view(store, "dog")
+
+
+def test_the_versions_table_shows_the_key_metrics():
+    every = {"accuracy": 1, "auc": 1, "f1_macro": 1, "loss": 0.3, "precision_macro": 1, "recall_macro": 1, "a/b": 1}
+    assert models_page.key_metrics([every], ["accuracy"]) == ["accuracy", "loss", "auc", "f1_macro"]
+    assert models_page.key_metrics([{"rmse": 1.0, "zeta": 2.0}], ["r2"]) == ["rmse", "zeta"]

@@ -55,6 +55,7 @@ def test_classification_report_is_published_beside_the_model(iris_run):
     outline = _outline(report)
     assert outline.headings[1:] == [
         "Data",
+        "Drift",
         "Test metrics",
         "Gate",
         "Where the model went",

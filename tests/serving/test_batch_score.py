@@ -122,6 +122,20 @@ def test_inputs_and_outputs_in_object_storage(config, tf_gcs, tmp_path):
     assert pq.read_table(local).num_rows == 150
     assert files.exists("gs://kest-models/scoring/out/p.rejects.parquet")
 
+    # A store that cannot be read: one line naming it, for scoring and on the Models page's list.
+    unreadable = load_config(IRIS_CONFIG, {"export": {"root": "gs://no-such-bucket/models"}})
+    with pytest.raises(files.StorageError) as raised:
+        batch_score(unreadable, str(tmp_path / "flowers.csv"), str(tmp_path / "q.parquet"))
+    assert "gs://no-such-bucket" in str(raised.value) and "\n" not in str(raised.value)
+    from kest_tasks.orchestration import models_view
+
+    roots = f"{config.export.root},gs://no-such-bucket/models"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(models_view.MODEL_ROOTS_SETTING, roots)
+        local, missing = models_view.listing()
+    assert [m["model"] for m in local["models"]] == ["iris"] and "error" not in local
+    assert missing["error"].startswith("cannot read gs://no-such-bucket/models: ") and not missing["models"]
+
 
 def test_what_cannot_be_scored_is_one_line(config, tmp_path, iris_run):
     good = _scoring_csv(tmp_path / "flowers.csv")
