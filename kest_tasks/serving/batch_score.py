@@ -50,6 +50,7 @@ BLOCK_ROWS = 32768  # rows per model call: large enough to amortise the call, sm
 PROGRESS_SECONDS = 10.0
 VERSION_COLUMN = "model_version"
 REASON_COLUMN = "reason"
+OUTPUT_NAMES = {"prediction", VERSION_COLUMN, "source_file", "source_row", REASON_COLUMN}
 
 
 class BatchScoreError(KestError, ValueError):
@@ -119,6 +120,12 @@ class _Columns:
         if unknown:
             raise BatchScoreError(
                 f"{first.origin}: no key column {', '.join(repr(k) for k in unknown)} (the file has {', '.join(names)})"
+            )
+        taken = [key for key in keys if key in OUTPUT_NAMES or key.startswith("probability_")]
+        if taken:
+            raise BatchScoreError(
+                f"{first.origin}: key column {', '.join(repr(k) for k in taken)} would collide with an output "
+                f"column; choose other keys (--keys)"
             )
         self.keys = keys
 

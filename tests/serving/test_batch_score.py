@@ -141,6 +141,8 @@ def test_what_cannot_be_scored_is_one_line(config, tmp_path, iris_run):
     good = _scoring_csv(tmp_path / "flowers.csv")
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("id,sepal_length,petal_length\n1,5.1,1.4\n")
+    collides = tmp_path / "collides.csv"
+    collides.write_text("prediction,sepal_length,sepal_width,petal_length,petal_width\nx,5.1,3.5,1.4,0.2\n")
     root = config.export.root
     refusals: list[tuple[dict[str, Any], str]] = [
         (
@@ -152,6 +154,7 @@ def test_what_cannot_be_scored_is_one_line(config, tmp_path, iris_run):
         (dict(version="../etc"), "version '../etc' is not a safe name"),
         (dict(keys=["ssn"]), f"{good}: no key column 'ssn' (the file has id, sepal_length"),
         (dict(output_uri=str(tmp_path / "p.csv")), f"{tmp_path / 'p.csv'}: predictions are written as Parquet"),
+        (dict(input_uri=str(collides)), f"{collides}: key column 'prediction' would collide with an output column"),
         (dict(input_uri=str(tmp_path / "none.csv")), f"{tmp_path / 'none.csv'}"),
         (dict(input_uri=str(tmp_path / "flowers.xlsx")), "cannot tell the format from the name"),
     ]
