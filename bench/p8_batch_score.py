@@ -2,10 +2,13 @@
 scored by the published SavedModel's serving_default, written as Parquet with keys and rejects) vs a bare script
 over the same rows: load the SavedModel, read the CSV with pyarrow's multi-threaded reader, call the signature in
 blocks of the same size the fast way kest calls it (a tf.function over NumPy columns) — no checks, no output
-written. Same process, after one untimed run of each, best of 3, alternating.
+written. Same process, after one untimed run of each, best of 5, alternating.
 
 P8-in-memory: the same kest run against the bare loop alone, its rows parsed beforehand (untimed): the ceiling when
 reading is free.
+
+P8-memory: peak RSS of a fresh process scoring MEMORY_LARGE rows vs one scoring 100k rows (memory must not grow with
+the input; each process reports its own VmHWM, so imports and the model count the same in both).
 
 The model is P2's MLP (20 floats → 256 → 256 → 3), trained briefly (scoring speed does not depend on its quality)
 and published; the scored file is bench.p1_prepare's synthetic CSV.
@@ -13,7 +16,10 @@ and published; the scored file is bench.p1_prepare's synthetic CSV.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +33,20 @@ from kest_tasks.orchestration.assets import bundled_config
 
 TRAIN_ROWS = 20_000
 SCORE_ROWS = int(os.environ.get("KEST_BENCH_P8_ROWS", "1000000"))
-REPEATS = 3
+REPEATS = 5
+MEMORY_SMALL = 100_000
+MEMORY_LARGE = int(os.environ.get("KEST_BENCH_P8_MEMORY_ROWS", "3000000"))
+
+_PROBE = """
+import json, sys
+from kest_tasks.core.config import load_config
+from kest_tasks.serving.batch_score import batch_score
+config = load_config(sys.argv[1], {"export": {"root": sys.argv[2]}, "model_name": "mlp",
+                                   "dataset": {"path": sys.argv[3], "label": "label"}})
+rows = batch_score(config, sys.argv[3], sys.argv[4]).rows
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"rows": rows, "max_rss_mb": peak_kb / 1024}))
+"""
 
 
 def _published_mlp(work: Path) -> PipelineConfig:
@@ -98,8 +117,28 @@ def measure() -> dict[str, dict]:
             assert result.scored == SCORE_ROWS
             bare_rates.append(_bare_loop(model_dir, None, BLOCK_ROWS, read=(work / "score.csv", schema)))
             memory_rates.append(_bare_loop(model_dir, columns, BLOCK_ROWS))
+        peaks = {}
+        for rows in (MEMORY_SMALL, MEMORY_LARGE):
+            write_csv(work / f"memory-{rows}.csv", rows, seed=2)
+            probe = [sys.executable, "-c", _PROBE, str(bundled_config()), str(work / "models")]
+            out = subprocess.run(
+                [*probe, str(work / f"memory-{rows}.csv"), str(work / f"memory-{rows}.parquet")],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            ).stdout
+            measured = json.loads(out.strip().splitlines()[-1])
+            assert measured["rows"] == rows
+            peaks[rows] = measured["max_rss_mb"]
     kest, bare = max(kest_rates), max(bare_rates)
     return {
+        "P8-memory": entry(
+            f"peak RSS of batch scoring {MEMORY_LARGE} vs {MEMORY_SMALL} CSV rows",
+            peaks[MEMORY_LARGE],
+            peaks[MEMORY_SMALL],
+            "MB",
+        ),
         "P8": entry(
             f"batch scoring {SCORE_ROWS} CSV rows → Parquet vs a bare read + signature loop", kest, bare, "rows/s"
         ),

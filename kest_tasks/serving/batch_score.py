@@ -173,14 +173,17 @@ class _Columns:
 
 
 def _output_schema(key_types: list[pa.Field], classes: list[str] | None) -> pa.Schema:
-    outputs = [pa.field("prediction", pa.string() if classes else pa.float64())]
+    outputs = [pa.field("prediction", TEXT if classes else pa.float64())]
     outputs += [pa.field(f"probability_{name}", pa.float32()) for name in classes or []]
-    return pa.schema([*key_types, *outputs, pa.field(VERSION_COLUMN, pa.string())])
+    return pa.schema([*key_types, *outputs, pa.field(VERSION_COLUMN, TEXT)])
+
+
+TEXT = pa.dictionary(pa.int32(), pa.string())  # text output columns: few distinct values, dictionary-encoded
 
 
 def _repeated(value: str, rows: int) -> pa.Array:
-    """`value` on every row, built in Arrow (a one-entry dictionary cast to text), not from a Python list."""
-    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)), pa.array([value])).cast(pa.string())
+    """`value` on every row: a one-entry dictionary (no Python list; Parquet stores it as a dictionary anyway)."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)), pa.array([value]))
 
 
 def _origin_keys(chunk: Chunk, keep: np.ndarray) -> dict[str, pa.Array]:
@@ -400,13 +403,13 @@ def _score(
 
 def _rejects_schema(columns: _Columns, chunk: Chunk) -> pa.Schema:
     keys = [chunk.batch.schema.field(key) for key in columns.keys]
-    origin = [pa.field("source_file", pa.string()), pa.field("source_row", pa.int64())]
+    origin = [pa.field("source_file", TEXT), pa.field("source_row", pa.int64())]
     return pa.schema([*keys, *origin, pa.field(REASON_COLUMN, pa.string())])
 
 
 def _key_fields(columns: _Columns, chunk: Chunk) -> list[pa.Field]:
     if not columns.keys:
-        return [pa.field("source_file", pa.string()), pa.field("source_row", pa.int64())]
+        return [pa.field("source_file", TEXT), pa.field("source_row", pa.int64())]
     return [chunk.batch.schema.field(key) for key in columns.keys]
 
 
@@ -417,7 +420,7 @@ def _predictions(
     if classes:
         probabilities = answer["probabilities"].numpy()
         chosen = pa.array(probabilities.argmax(axis=1).astype(np.int32))
-        outputs["prediction"] = pa.DictionaryArray.from_arrays(chosen, pa.array(classes)).cast(pa.string())
+        outputs["prediction"] = pa.DictionaryArray.from_arrays(chosen, pa.array(classes))
         for index, name in enumerate(classes):
             outputs[f"probability_{name}"] = pa.array(probabilities[:, index].astype(np.float32))
     else:
