@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from kest_tasks.core.config import ConfigError, deep_merge, load_config
+from kest_tasks.core.config import ConfigError, deep_merge, key_text, load_config
 from kest_tasks.core.errors import ERROR_PREFIX, KestError
 from kest_tasks.core.stages import BY_NAME
 from kest_tasks.orchestration.assets import default_config_path
@@ -36,7 +36,15 @@ def parse_override(text: str) -> dict:
     parts = key.split(".")
     for part in parts[:-1]:
         cursor = cursor.setdefault(part, {})
-    cursor[parts[-1]] = yaml.safe_load(value)
+    try:
+        cursor[parts[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        reason = " ".join(str(getattr(error, "problem", None) or error).split())
+        shown = value if value.isprintable() and len(value) <= 20 and '"' not in value else "…"
+        raise ConfigError(
+            f"--set {key_text(key)}: the value is not valid YAML ({reason}); to pass it as text, quote it: "
+            f"--set {key_text(key)}='\"{shown}\"'"
+        ) from None
     return nested
 
 

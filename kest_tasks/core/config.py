@@ -500,11 +500,24 @@ def _resolve(path: str, base: Path, key: str = "") -> str:
     return str((base / Path(path).expanduser()).resolve())
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+
+
+def key_text(part: Any) -> str:
+    """A config key as an error line shows it: plain keys as they are, anything else (control characters, unicode,
+    a huge key) quoted and cut short, so the message stays one readable line."""
+    text = str(part)
+    if _PLAIN_KEY.fullmatch(text):
+        return text
+    quoted = repr(text)
+    return quoted if len(quoted) <= 66 else quoted[:60] + "…'"
+
+
 def _format_validation_error(error: ValidationError, source: str) -> str:
     problems = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"]
+        key = ".".join(key_text(part) for part in item["loc"]) or "(top level)"
+        message = " ".join(str(item["msg"]).split())
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         problems.append(f"{key}: {message}")
