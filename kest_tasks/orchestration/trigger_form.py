@@ -10,6 +10,7 @@ test keeps the two equal), so parsing the DAG file does not build the pydantic m
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ KEEP_FILE_VALUE = "(the config file's value)"
 # meta-schema first, ~3× slower than against draft 7's, which has every keyword the form uses.
 JSON_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum")
+# Settings that import and run Python on the workers: a deployer's choice, made in the config file. The form does
+# not offer them, and a run's conf may set them only where the deployment allows it.
+CODE_SETTINGS = ("model.code_dir", "model.builder", "trainer.model_fn")
+NOT_IN_FORM = {("model", "code_dir"), ("trainer", "model_fn")}
+CODE_FROM_RUN_CONF_SETTING = "KEST_ALLOW_CODE_FROM_RUN_CONF"
 
 
 def _scalar(spec: dict) -> dict | None:
@@ -52,7 +58,7 @@ def form_fields() -> dict[str, dict[str, Any]]:
     fields = {}
     for path, spec, section in places:
         scalar = _scalar(spec)
-        if scalar is None:
+        if scalar is None or path in NOT_IN_FORM:
             continue
         field = {
             "$schema": JSON_SCHEMA_DIALECT,
@@ -92,11 +98,37 @@ def overrides_from_form(values: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
-def config_arguments(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The config file and the overrides a run's params ask for: the `overrides` object, then the form fields."""
-    from kest_tasks.core.config import deep_merge
+def code_settings_in(overrides: dict[str, Any]) -> list[str]:
+    """The settings among `overrides` that would import code: model.code_dir, model.builder as module:function,
+    trainer.model_fn."""
+    model, trainer = (
+        section if isinstance(section := overrides.get(name), dict) else {} for name in ("model", "trainer")
+    )
+    found = []
+    if model.get("code_dir") is not None:
+        found.append("model.code_dir")
+    if isinstance(model.get("builder"), str) and ":" in model["builder"]:
+        found.append("model.builder")
+    if trainer.get("model_fn") is not None:
+        found.append("trainer.model_fn")
+    return found
 
-    return params["config_path"], deep_merge(params.get("overrides") or {}, overrides_from_form(dict(params)))
+
+def config_arguments(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The config file and the overrides a run's params ask for: the `overrides` object, then the form fields.
+    Raises ConfigError when they set code-loading settings and the deployment does not allow that
+    (KEST_ALLOW_CODE_FROM_RUN_CONF=1 does)."""
+    from kest_tasks.core.config import ConfigError, deep_merge
+
+    overrides = deep_merge(params.get("overrides") or {}, overrides_from_form(dict(params)))
+    found = code_settings_in(overrides)
+    if found and os.environ.get(CODE_FROM_RUN_CONF_SETTING) != "1":
+        raise ConfigError(
+            f"{', '.join(found)} may not come from a run's conf: settings that load code "
+            f"({', '.join(CODE_SETTINGS)}) come from the config file on the workers "
+            f"(a deployment may allow them with {CODE_FROM_RUN_CONF_SETTING}=1)"
+        )
+    return params["config_path"], overrides
 
 
 def run_folder(params: dict[str, Any], run_id: str) -> str:

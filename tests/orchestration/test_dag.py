@@ -64,6 +64,7 @@ def test_trigger_form_fields_come_from_the_config_schema(dag):
         "http://json-schema.org/draft-07/schema#"
     }
     assert {"config_path", "overrides", "model_name", "dataset__path", "export__root", "gate__mode"} <= set(dag.params)
+    assert not {"model__code_dir", "trainer__model_fn"} & set(dag.params)  # code comes from the config file
 
 
 @pytest.mark.parametrize(
@@ -221,6 +222,42 @@ def test_bad_config_fails_the_first_task_without_retries(dag, tmp_path, capfd, c
     assert "kest: stage configure failed: invalid config" in output + caplog.text
     assert "run folder unknown (configure did not finish)" in output + caplog.text
     assert not (tmp_path / "artifacts").exists()
+
+
+@pytest.mark.parametrize(
+    ("conf", "settings"),
+    [
+        ({"overrides": {"model": {"code_dir": "/tmp"}}}, "model.code_dir"),
+        ({"model__builder": "evil:run"}, "model.builder"),
+        ({"overrides": {"trainer": {"kind": "model_fn", "model_fn": "evil:model_fn"}}}, "trainer.model_fn"),
+    ],
+)
+def test_code_settings_from_the_run_conf_fail_configure(dag, tmp_path, capfd, monkeypatch, conf, settings):
+    monkeypatch.delenv("KEST_ALLOW_CODE_FROM_RUN_CONF", raising=False)
+    overrides = {**iris_overrides(tmp_path), **conf.get("overrides", {})}
+    run = dag.test(run_conf={**conf, "overrides": overrides})
+    states = task_states(run)
+    assert run.state == "failed" and states["configure"] == "failed"
+    assert {state for task, state in states.items() if task != "configure"} <= {"upstream_failed", "skipped", None}
+    assert (
+        f"{settings} may not come from a run's conf: settings that load code (model.code_dir, model.builder, "
+        "trainer.model_fn) come from the config file on the workers (a deployment may allow them with "
+        "KEST_ALLOW_CODE_FROM_RUN_CONF=1)"
+    ) in "".join(capfd.readouterr())
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_code_settings_from_the_run_conf_where_the_deployment_allows_them(monkeypatch):
+    from kest_tasks.orchestration.trigger_form import config_arguments
+
+    params = {"config_path": "c.yaml", "overrides": {"model": {"code_dir": "/srv/code", "builder": "m:f"}}}
+    monkeypatch.setenv("KEST_ALLOW_CODE_FROM_RUN_CONF", "1")
+    assert config_arguments(params) == ("c.yaml", params["overrides"])
+    monkeypatch.setenv("KEST_ALLOW_CODE_FROM_RUN_CONF", "yes")  # only 1 opts in
+    with pytest.raises(Exception, match=r"^model.code_dir, model.builder may not come from a run's conf"):
+        config_arguments(params)
+    registered = {"config_path": "c.yaml", "overrides": {"model": {"builder": "tabular"}}}
+    assert config_arguments(registered)[1] == {"model": {"builder": "tabular"}}  # a registered builder is fine
 
 
 def _penguins_csv(path: Path) -> Path:
