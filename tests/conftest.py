@@ -18,6 +18,11 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The deployment's policy for run confs (kest_tasks.orchestration.policy): tests keep their runs in temporary
+# folders and the emulator's buckets; the policy's own tests set narrower roots.
+_TEST_ROOTS = ",".join([tempfile.gettempdir(), str(REPO), "gs://kest-runs", "gs://kest-models"])
+for _setting in ("CONFIG", "DATA", "ARTIFACT", "EXPORT"):
+    os.environ.setdefault(f"KEST_ALLOWED_{_setting}_ROOTS", _TEST_ROOTS)
 
 
 @pytest.fixture(scope="session")

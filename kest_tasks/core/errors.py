@@ -9,3 +9,8 @@ class KestError(Exception):
 
 class ConfigError(KestError, ValueError):
     """A configuration that cannot be used; the message names the offending key."""
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 field`, `2 fields`: counts in one-line messages."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

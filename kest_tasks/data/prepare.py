@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from kest_tasks.core import files
 from kest_tasks.core.config import DatasetConfig, PipelineConfig
-from kest_tasks.core.errors import ConfigError
+from kest_tasks.core.errors import ConfigError, plural
 from kest_tasks.core.execution import run_once, stage_function
 from kest_tasks.core.layout import ANOMALIES_FILE, SCHEMA_FILE, STATS_FILE
 from kest_tasks.core.results import PrepareResult
@@ -232,15 +232,18 @@ class _Pass:
         self.rows = 0
 
     def _start(self, chunk: Chunk) -> None:
-        names = chunk.batch.schema.names
-        if self.dataset.label not in names:
+        names, label = chunk.batch.schema.names, self.dataset.label
+        if label not in names:
             raise DataError(
-                f"{chunk.origin}: label column {self.dataset.label!r} not found (columns: {', '.join(names)})"
+                # The names are the file's own bytes (it may not even be a header): counted, never quoted.
+                f"{chunk.origin}: no label column {label!r}: the first line has {plural(len(names), 'field')} and none "
+                f"is named {label!r}; check dataset.label, and that the file starts with a header"
             )
         missing_keys = [k for k in self.dataset.split.key or [] if k not in names]
         if missing_keys:
             raise DataError(
-                f"{chunk.origin}: dataset.split.key column(s) {missing_keys} not in data (columns: {', '.join(names)})"
+                f"{chunk.origin}: dataset.split.key column(s) {missing_keys} not among the data's "
+                f"{plural(len(names), 'column')}"
             )
         self.kept = self.validator.check_columns(names, chunk.origin) if self.validator else list(names)
         self.columns = {name: ColumnStats(name, is_label=name == self.dataset.label) for name in names}

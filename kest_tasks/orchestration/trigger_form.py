@@ -117,7 +117,7 @@ def code_settings_in(overrides: dict[str, Any]) -> list[str]:
 def config_arguments(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The config file and the overrides a run's params ask for: the `overrides` object, then the form fields.
     Raises ConfigError when they set code-loading settings and the deployment does not allow that
-    (KEST_ALLOW_CODE_FROM_RUN_CONF=1 does)."""
+    (KEST_ALLOW_CODE_FROM_RUN_CONF=1 does), or point outside the deployment's allowed roots (orchestration.policy)."""
     from kest_tasks.core.config import ConfigError, deep_merge
 
     overrides = deep_merge(params.get("overrides") or {}, overrides_from_form(dict(params)))
@@ -128,6 +128,9 @@ def config_arguments(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             f"({', '.join(CODE_SETTINGS)}) come from the config file on the workers "
             f"(a deployment may allow them with {CODE_FROM_RUN_CONF_SETTING}=1)"
         )
+    from kest_tasks.orchestration.policy import check_run_conf
+
+    check_run_conf(params["config_path"], overrides)
     return params["config_path"], overrides
 
 

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from kest_tasks.core import files
 from kest_tasks.core.config import PipelineConfig
-from kest_tasks.core.errors import KestError
+from kest_tasks.core.errors import KestError, plural
 from kest_tasks.core.layout import SCHEMA_FILE, RunLayout, version_key
 from kest_tasks.core.results import BatchScoreResult
 from kest_tasks.core.stages import PREPARE
@@ -112,14 +112,15 @@ class _Columns:
         if missing:
             raise BatchScoreError(
                 f"{first.origin}: no column {', '.join(repr(m) for m in missing)} that the model needs "
-                f"(it reads {', '.join(needed)}; the file has {', '.join(names)})"
+                f"(it reads {', '.join(needed)}; the file has {plural(len(names), 'column')})"
             )
         if keys is None:
             keys = [name for name in names if name not in needed and name != schema.label.name]
         unknown = [key for key in keys if key not in names]
         if unknown:
             raise BatchScoreError(
-                f"{first.origin}: no key column {', '.join(repr(k) for k in unknown)} (the file has {', '.join(names)})"
+                f"{first.origin}: no key column {', '.join(repr(k) for k in unknown)} among the file's "
+                f"{plural(len(names), 'column')}"
             )
         taken = [key for key in keys if key in OUTPUT_NAMES or key.startswith("probability_")]
         if taken:

@@ -141,7 +141,11 @@ BAD_FILES = {
     "empty": ("", r"empty.csv: file is empty"),
     "header_only": ("a,b,label\n", r"header_only.csv: header only, no data rows"),
     "ragged": ("a,b,label\n1,2,x\n3,y\n", r"ragged.csv row 3: expected 3 fields, found 2"),
-    "no_label": ("a,b,c\n1,2,3\n", r"no_label.csv: label column 'label' not found \(columns: a, b, c\)"),
+    "no_label": (
+        "secret_token_abc123,b\n1,2\n",
+        r"no_label.csv: no label column 'label': the first line has 2 fields and none is named 'label'; check "
+        "dataset.label, and that the file starts with a header$",
+    ),
     "missing_label": ("a,b,label\n1,2,x\n3,4,\n5,6,y\n", r"missing_label.csv row 3 column 'label': label is missing"),
     "one_class": ("a,b,label\n1,2,x\n3,4,x\n", r"column 'label': label has a single class"),
     "text_in_numbers": (

@@ -79,6 +79,34 @@ def test_invalid_params_are_refused_with_400_before_any_run(server):
     assert status == 200 and runs["total_entries"] == runs_before
 
 
+def test_a_run_conf_outside_the_deployment_policy_fails_configure_and_nothing_runs(server):
+    """Through REST, as a triggerer would: a path outside the allowed roots and a code setting each fail the configure
+    task with the one-line reason (in its log), and no other task runs."""
+    refused = [
+        (
+            {"overrides": {"dataset": {"path": "/etc/passwd", "delimiter": ":"}}},
+            "dataset.path: '/etc/passwd' is outside",
+        ),
+        (
+            {"overrides": {"model": {"code_dir": "/tmp", "builder": "evil:build"}}},
+            "model.code_dir, model.builder may not",
+        ),
+    ]
+    for conf, line in refused:
+        status, triggered = _trigger(server, conf)
+        assert status == 200, triggered
+        run_id = triggered["dag_run_id"]
+        run = server.wait_for_run(DAG, run_id, 300)
+        assert run["state"] == "failed" and run["task_states"]["configure"] == "failed", run["task_states"]
+        assert {s for t, s in run["task_states"].items() if t != "configure"} <= {"upstream_failed", None}
+        status, log = server.request(
+            "GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/configure/logs/1?full_content=true"
+        )
+        text = json.dumps(log)
+        assert status == 200 and line in text, text[-3000:]
+        assert "root:x:0:0" not in text
+
+
 def test_rest_triggered_run_publishes_the_model(server, files):
     work, files_url = files[0] / "rest", files[1]
     conf = {

@@ -248,15 +248,17 @@ def test_code_settings_from_the_run_conf_fail_configure(dag, tmp_path, capfd, mo
 
 
 def test_code_settings_from_the_run_conf_where_the_deployment_allows_them(monkeypatch):
+    from kest_tasks.orchestration.assets import bundled_config
     from kest_tasks.orchestration.trigger_form import config_arguments
 
-    params = {"config_path": "c.yaml", "overrides": {"model": {"code_dir": "/srv/code", "builder": "m:f"}}}
+    config = str(bundled_config())
+    params = {"config_path": config, "overrides": {"model": {"code_dir": str(REPO / "examples"), "builder": "m:f"}}}
     monkeypatch.setenv("KEST_ALLOW_CODE_FROM_RUN_CONF", "1")
-    assert config_arguments(params) == ("c.yaml", params["overrides"])
+    assert config_arguments(params) == (config, params["overrides"])
     monkeypatch.setenv("KEST_ALLOW_CODE_FROM_RUN_CONF", "yes")  # only 1 opts in
     with pytest.raises(Exception, match=r"^model.code_dir, model.builder may not come from a run's conf"):
         config_arguments(params)
-    registered = {"config_path": "c.yaml", "overrides": {"model": {"builder": "tabular"}}}
+    registered = {"config_path": config, "overrides": {"model": {"builder": "tabular"}}}
     assert config_arguments(registered)[1] == {"model": {"builder": "tabular"}}  # a registered builder is fine
 
 
