@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,14 +131,47 @@ def _run_folder(artifacts: Path) -> Path:
     return folder
 
 
+# Credential-like values in the workers' environment: none may reach a log, XCom, the report or the summary.
+SECRETS = {
+    "AWS_SECRET_ACCESS_KEY": "aws-sekret-4f9c2e71",
+    "GOOGLE_OAUTH_ACCESS_TOKEN": "ya29.sekret-token-8d1b",
+    "KEST_WAREHOUSE_PASSWORD": "hunter2-sekret-66aa",
+    "AIRFLOW_CONN_WAREHOUSE": "postgresql://etl:pw-sekret-93c0@db.internal/warehouse",
+}
+SIGNED_OR_TOKEN_QUERY = re.compile(r"X-Goog-Signature|X-Amz-Signature|access_token=|[?&](token|sig|signature)=", re.I)
+
+
+def assert_no_secrets(run_id: str, texts: list[str]) -> None:
+    """No secret value nor signed-URL/token query string in `texts` or in the run's XCom values."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        xcoms = [json.dumps(x.value, default=str) for x in session.query(XComModel).filter_by(run_id=run_id)]
+    assert xcoms, "the run's XComs were not found"
+    for where, text in [*enumerate(texts), *(("xcom", x) for x in xcoms)]:
+        leaked = [name for name, value in SECRETS.items() if value in text]
+        assert not leaked and not SIGNED_OR_TOKEN_QUERY.search(text), (where, leaked)
+
+
 @pytest.mark.slow
-def test_dag_run_publishes_a_model_that_classifies_iris(dag, tmp_path):
+def test_dag_run_publishes_a_model_that_classifies_iris(dag, tmp_path, monkeypatch, capfd, caplog):
     from kest_tasks.core.tfenv import import_tensorflow
     from kest_tasks.data.schema import Schema
     from kest_tasks.data.tfdata import read_examples
 
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
     run = dag.test(run_conf={"overrides": iris_overrides(tmp_path)})
     assert run.state == "success", task_states(run)
+    folder = _run_folder(tmp_path / "artifacts")
+    logs = "".join(capfd.readouterr()) + caplog.text
+    assert "export: infra validation passed" in logs and "publish: " in logs  # the tasks' logs were captured
+    outputs = [
+        logs,
+        *(p.read_text(errors="replace") for p in folder.rglob("*") if p.suffix in {".json", ".html", ".txt"}),
+    ]
+    assert_no_secrets(run.run_id, outputs)
     assert set(task_states(run).values()) == {"success"}
     folder = _run_folder(tmp_path / "artifacts")
     summary = json.loads((folder / layout.SUMMARY_FILE).read_text())
