@@ -203,7 +203,7 @@ def check_column_names(names: list[str], where: str) -> None:
             raise DataError(f"{where} column {position}: empty header cell; every column needs a name")
         if name in seen:
             raise DataError(
-                f"{where} column {position}: header {name!r} repeats column {seen[name]}; column names must be unique"
+                f"{where} column {position}: the same name as column {seen[name]}; column names must be unique"
             )
         seen[name] = position
 
@@ -320,7 +320,9 @@ def _explain_csv_error(
         return DataError(f"{path}: not a UTF-8 text CSV (bad byte at offset {error.start})")
     except csv.Error as error:
         return DataError(f"{path} row {reader.line_num}: malformed CSV: {error}")
-    return DataError(f"{path}: unreadable CSV: {message.splitlines()[0]}")
+    # pyarrow's message may end with the offending row's bytes ("… got 1: <row>"): keep its reason only.
+    reason = re.sub(r"(got \d+)?: .*$", r"\1", message.splitlines()[0].removeprefix("CSV parse error: "))
+    return DataError(f"{path}: unreadable CSV: {reason}")
 
 
 def _first_bad_value(path: str, dataset: DatasetConfig, header: list[str], column: str, kind: str) -> DataError:

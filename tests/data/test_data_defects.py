@@ -98,7 +98,7 @@ def test_odd_headers_get_tf_names_in_the_schema_and_keep_theirs_in_the_records(i
     "header, message",
     [
         ("a,,label", "<tmp>/data.csv row 1 column 2: empty header cell; every column needs a name"),
-        ("a,b,a,label", "<tmp>/data.csv row 1 column 3: header 'a' repeats column 1; column names must be unique"),
+        ("a,b,a,label", "<tmp>/data.csv row 1 column 3: the same name as column 1; column names must be unique"),
     ],
 )
 def test_an_empty_or_repeated_header_cell_names_its_position(iris_config, tmp_path, header, message):

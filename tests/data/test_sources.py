@@ -190,3 +190,13 @@ def test_read_ahead_yields_in_order_raises_in_place_and_stops_its_reader():
         assert next(ahead) == 0
     assert closed_on == ["prepare-read-ahead"] * 3
     assert not [t for t in threading.enumerate() if t.name == "prepare-read-ahead"]
+
+
+def test_an_unexplained_csv_error_keeps_pyarrows_reason_not_the_rows_bytes(iris_config, tmp_path):
+    from kest_tasks.data.sources import _explain_csv_error
+
+    data = tmp_path / "ok.csv"
+    data.write_text("a,b\n1,2\n")
+    message = "CSV parse error: Expected 2 columns, got 1: root:x:0:0:root:/root:/bin/bash"
+    error = _explain_csv_error(str(data), iris_config.dataset, ["a", "b"], message, {})
+    assert str(error) == f"{data}: unreadable CSV: Expected 2 columns, got 1"
