@@ -266,7 +266,11 @@ def test_bad_config_fails_the_first_task_without_retries(dag, tmp_path, capfd, c
         ({"overrides": {"trainer": {"kind": "model_fn", "model_fn": "evil:model_fn"}}}, "trainer.model_fn"),
     ],
 )
-def test_code_settings_from_the_run_conf_fail_configure(dag, tmp_path, capfd, monkeypatch, conf, settings):
+def test_code_settings_from_the_run_conf_fail_configure(airflow_db, tmp_path, capfd, monkeypatch, conf, settings):
+    from airflow.dag_processing.dagbag import DagBag
+
+    # A DAG of its own: dag.test() keeps the form values it was given as the DAG's params.
+    dag = DagBag(dag_folder=str(DAG_FILE)).get_dag("kest_pipeline")
     monkeypatch.delenv("KEST_ALLOW_CODE_FROM_RUN_CONF", raising=False)
     overrides = {**iris_overrides(tmp_path), **conf.get("overrides", {})}
     run = dag.test(run_conf={**conf, "overrides": overrides})
