@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kest_tasks.core.config import DatasetConfig, MissingConfig
+from kest_tasks.core.errors import quoted
 from kest_tasks.data.feature_names import tf_names
 from kest_tasks.data.schema import FeatureSchema, FeatureType, LabelSchema, Schema
 from kest_tasks.data.sources import Chunk, DataError, kind_of
@@ -215,7 +216,7 @@ class ColumnStats:
         fraction = self.numeric_looking / self.all.count
         if fraction >= 0.9:
             raise DataError(
-                f"{self.first_text.where(self.name)}: {self.first_text.value!r} is not a number, but "
+                f"{self.first_text.where(self.name)}: {quoted(self.first_text.value)} is not a number, but "
                 f"{fraction:.1%} of the column is numeric; fix the value, or set "
                 f"dataset.column_types.{self.name}: string if the column is text"
             )
@@ -323,7 +324,7 @@ class ColumnStats:
             raise DataError(f"{self.first_missing.where(self.name)}: label is missing ({self.missing} rows in all)")
         if self.nan_or_inf and self.first_nan_or_inf is not None:
             raise DataError(
-                f"{self.first_nan_or_inf.where(self.name)}: label {self.first_nan_or_inf.value!r} is "
+                f"{self.first_nan_or_inf.where(self.name)}: label {quoted(self.first_nan_or_inf.value)} is "
                 "not a finite number"
             )
         kind = label_kind if label_kind != "auto" else self._guess_kind()
@@ -339,7 +340,7 @@ class ColumnStats:
             )
         if self.kind == "float" and self.fractional and self.first_fractional is not None:
             raise DataError(
-                f"{self.first_fractional.where(self.name)}: label {self.first_fractional.value!r} is not "
+                f"{self.first_fractional.where(self.name)}: label {quoted(self.first_fractional.value)} is not "
                 "a whole number, so it cannot be a class; fix it, or set dataset.label_kind: regression"
             )
         if self.truncated or len(self.values) > MAX_CLASSES:
@@ -373,7 +374,7 @@ class ColumnStats:
             first = self.first_fractional
             assert first is not None  # set with the first fractional value
             raise DataError(
-                f"{first.where(self.name)}: label {first.value!r} is fractional, but "
+                f"{first.where(self.name)}: label {quoted(first.value)} is fractional, but "
                 f"{(finite - self.fractional) / finite:.1%} of the label's values are whole numbers "
                 f"({len(self.values)} distinct): classes with a typo, or a regression target? Fix the value, or set "
                 "dataset.label_kind: classification or regression"

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kest_tasks.core.config import AnomalyKind, ValidationConfig
+from kest_tasks.core.errors import excerpt, quoted, values_hidden
 from kest_tasks.data.schema import Schema
 from kest_tasks.data.sources import Chunk, DataError, arrow_type, kind_of
 from kest_tasks.data.stats import ColumnStats, Sighting, first_true
@@ -32,11 +33,13 @@ class Anomaly:
 
     def line(self) -> str:
         where = self.first.where(self.column) if self.first else f"column {self.column!r}"
-        value = f": value {self.first.value!r}" if self.first and self.first.value is not None else ""
+        value = ""
+        if self.first and self.first.value is not None:
+            value = f": {quoted(self.first.value)}" if values_hidden() else f": value {quoted(self.first.value)}"
         return f"{self.severity} {self.kind}: {where}{value} ({self.detail}; {self.count} rows)"
 
     def as_json(self) -> dict:
-        first = self.first.__dict__ if self.first else None
+        first = {**self.first.__dict__, "value": excerpt(self.first.value)} if self.first else None
         return {
             "kind": self.kind,
             "column": self.column,

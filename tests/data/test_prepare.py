@@ -152,6 +152,10 @@ BAD_FILES = {
         "a,b,label\n" + "".join(f"{i},{i}.5,{i % 2}\n" for i in range(30)) + "7,oops,1\n",
         r"text_in_numbers.csv row 32 column 'b': 'oops' is not a number, but 96.8% of the column",
     ),
+    "long_text_in_numbers": (  # a cell is quoted by its start: a message is no way to copy a file out
+        "a,b,label\n" + "".join(f"{i},{i}.5,{i % 2}\n" for i in range(30)) + "7,SECRET_" + "Z" * 100 + ",1\n",
+        r"row 32 column 'b': 'SECRET_ZZZZZZZZZZZZZZZZZ'… \(107 characters\) is not a number, but 96.8%",
+    ),
     "duplicate_header": ("a,a,label\n1,2,3\n", r"duplicate_header.csv row 1 column 2: the same name as column 1"),
 }
 

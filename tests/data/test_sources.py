@@ -200,3 +200,26 @@ def test_an_unexplained_csv_error_keeps_pyarrows_reason_not_the_rows_bytes(iris_
     message = "CSV parse error: Expected 2 columns, got 1: root:x:0:0:root:/root:/bin/bash"
     error = _explain_csv_error(str(data), iris_config.dataset, ["a", "b"], message, {})
     assert str(error) == f"{data}: unreadable CSV: Expected 2 columns, got 1"
+
+
+def test_a_bad_value_is_named_by_row_and_quoted_by_its_start_only(iris_config, tmp_path, monkeypatch):
+    secret = "SECRET_" + "Q" * 100
+    rows = 3000
+    pq.write_table(
+        pa.table(
+            {
+                "x": [float(i % 7) for i in range(rows)],
+                "f": [secret if i == 2100 else str(i % 5) for i in range(rows)],
+                "label": ["a", "b", "c"] * (rows // 3),
+            }
+        ),
+        tmp_path / "typed.parquet",
+    )
+    _use(iris_config, "parquet", tmp_path / "typed.parquet", column_types={"f": "float"})
+    assert _error(iris_config, tmp_path) == (
+        "<tmp>/typed.parquet row 2101 column 'f': 'SECRET_QQQQQQQQQQQQQQQQQ'… (107 characters) is not a number"
+    )
+    monkeypatch.setenv("KEST_HIDE_VALUES_IN_ERRORS", "1")  # a deployment whose logs carry no data at all
+    assert _error(iris_config, tmp_path) == (
+        "<tmp>/typed.parquet row 2101 column 'f': a value of 107 characters is not a number"
+    )

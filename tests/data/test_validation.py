@@ -65,6 +65,29 @@ def test_inf_and_unknown_label_are_errors_one_line_each(pinned, tmp_path):
     assert len(lines) == 3
 
 
+def test_anomalies_quote_a_long_value_by_its_start(pinned, tmp_path, monkeypatch):
+    long = "green_" + "G" * 60
+    text = BASE + f"1,{long},a\n"
+    result = _run(pinned, tmp_path, text, name="long.csv")
+    anomalies = {a["kind"]: a for a in json.loads(open(f"{result.data_uri}/anomalies.json").read())}
+    assert anomalies["unseen_category"]["first"] == {
+        "origin": f"{tmp_path}/long.csv",
+        "row": 92,
+        "value": "green_GGGGGGGGGGGGGGGGGG…",
+    }
+    message = _error(pinned, tmp_path, f"size,colour,label\n1,red,a\n3,red,{long}\n")
+    assert message.splitlines()[1] == (
+        f"error unknown_label: {tmp_path}/new.csv row 3 column 'label': value 'green_GGGGGGGGGGGGGGGGGG'… "
+        "(66 characters) (not one of the classes ['a', 'b']; 1 rows)"
+    )
+    monkeypatch.setenv("KEST_HIDE_VALUES_IN_ERRORS", "1")
+    message = _error(pinned, tmp_path, f"size,colour,label\n1,red,a\n3,red,{long}\n")
+    assert message.splitlines()[1] == (
+        f"error unknown_label: {tmp_path}/new.csv row 3 column 'label': a value of 66 characters "
+        "(not one of the classes ['a', 'b']; 1 rows)"
+    )
+
+
 def test_warnings_are_recorded_and_data_written(pinned, tmp_path):
     text = (
         "size,colour,extra,label\n"

@@ -171,6 +171,16 @@ def test_dag_run_publishes_a_model_that_classifies_iris(dag, tmp_path, monkeypat
         logs,
         *(p.read_text(errors="replace") for p in folder.rglob("*") if p.suffix in {".json", ".html", ".txt"}),
     ]
+    # The Models page shows what the publish recorded: its pages and JSON are grepped too.
+    from kest_tasks.orchestration import models_view
+
+    monkeypatch.setenv("KEST_MODEL_ROOTS", str(tmp_path / "models"))
+    listing = models_view.listing()
+    view = models_view.model_view(0, "iris", "http://airflow.example")
+    (version,) = [v["version"] for v in view["versions"]]
+    outputs += [json.dumps(listing), json.dumps(view, default=str), models_view.list_html(listing)]
+    outputs += [models_view.model_html(view, "", True), models_view.report_html(0, "iris", version)]
+    assert "dag_run_id" in outputs[-4] and version in outputs[-2]  # the page shows the run it came from
     assert_no_secrets(run.run_id, outputs)
     assert set(task_states(run).values()) == {"success"}
     folder = _run_folder(tmp_path / "artifacts")
