@@ -80,26 +80,13 @@ def kest_batch_score():
         """Score the input with the model; the result names the version, the files and the counts."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from kest_tasks.core.config import deep_merge, load_config
         from kest_tasks.core.errors import KestError
-        from kest_tasks.core.files import StorageError, join
-        from kest_tasks.core.layout import safe_run_id
-        from kest_tasks.orchestration.policy import ARTIFACT_ROOTS, DATA_ROOTS, check, check_run_conf
-        from kest_tasks.serving.batch_score import batch_score, resolve_version
+        from kest_tasks.core.files import StorageError
+        from kest_tasks.orchestration.runner import scoring_request
+        from kest_tasks.serving.batch_score import batch_score
 
         try:
-            overrides = deep_merge(params.get("overrides") or {}, {"model_name": params["model"]})
-            check_run_conf(params["config_path"], overrides)
-            check("input", params["input"], DATA_ROOTS)
-            config = load_config(params["config_path"], overrides)
-            version = params.get("version") or None
-            chosen = resolve_version(config, version)["version"]
-            output = params.get("output") or join(config.artifact_root, "scores", "{run_id}", "predictions.parquet")
-            output = output.replace("{run_id}", safe_run_id(run_id)).replace("{version}", chosen)
-            if params.get("output"):  # the default is under the config's artifact_root
-                check("output", output, ARTIFACT_ROOTS)
-            keys = [key.strip() for key in params["keys"].split(",") if key.strip()] if params.get("keys") else None
-            result = batch_score(config, params["input"], output, chosen, keys)
+            result = batch_score(**scoring_request(params, run_id))
         except StorageError as error:
             if error.retryable:  # the store or bucket was unavailable: a retry may succeed
                 raise RuntimeError(str(error)) from None

@@ -554,19 +554,22 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
     Raises ConfigError (one line naming the file and key) for unreadable files or invalid values.
     """
     path = Path(path)
+    shown = str(path) if str(path).isprintable() else repr(str(path))  # one line whatever the name
     try:
         text = path.read_text()
     except OSError as error:
-        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+        raise ConfigError(f"cannot read config {shown}: {error.strerror}") from None
+    except ValueError:  # a NUL in the name
+        raise ConfigError(f"cannot read config {shown}: not a file name") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"config {shown} is not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(f"config {shown} must be a mapping of sections, got {type(data).__name__}")
     if overrides:
         data = deep_merge(data, overrides)
-    return parse_config(data, str(path), path.resolve().parent)
+    return parse_config(data, shown, path.resolve().parent)
 
 
 def config_to_json(config: PipelineConfig) -> str:

@@ -88,8 +88,14 @@ def allowed_roots(setting: str) -> list[str]:
     return listed or _default_roots()[setting]
 
 
+def _printable(key: str, path: str) -> None:
+    if not path.isprintable():  # a newline, NUL or control character in a path is a trick, and breaks log lines
+        raise ConfigError(f"{key}: {path!r} has characters that are not printable; a run's conf may not use it")
+
+
 def check(key: str, path: str, setting: str) -> None:
     """ConfigError unless `path` resolves inside the roots `setting` allows."""
+    _printable(key, path)
     roots = allowed_roots(setting)
     if not inside(path, roots):
         raise ConfigError(
@@ -121,6 +127,7 @@ def check_run_conf(config_path: str, overrides: dict[str, Any]) -> None:
     allowed roots. Paths the config file itself sets are the deployer's."""
     from kest_tasks.core.config import load_config
 
+    _printable("config_path", config_path)
     if _normal(config_path) != _normal(default_config_path()):
         check("config_path", config_path, CONFIG_ROOTS)
     from_file = _paths(load_config(config_path))

@@ -102,3 +102,15 @@ def find_version(store: Store, model: str, version: str) -> dict[str, Any]:
         raise CatalogError(f"no model {model!r} in {store.root}")
     listed = ", ".join(v["version"] for v in known) or "none"
     raise CatalogError(f"{model} has no published version {version!r} in {store.uri(model)} (published: {listed})")
+
+
+def chosen_version(store: Store, model: str, version: str | None) -> dict[str, Any]:
+    """The published version to use: `version`, else the champion; its record plus `model_uri`."""
+    if version:
+        return find_version(store, model, version)
+    claimed = champion(store, model)
+    if claimed is None:
+        known = versions(store, model)
+        hint = f"pass a version ({', '.join(v['version'] for v in known)})" if known else "publish one first"
+        raise CatalogError(f"{model} has no champion in {store.root}; {hint}")
+    return find_version(store, model, claimed["version"])

@@ -76,20 +76,6 @@ def rejects_uri_for(output_uri: str) -> str:
     return f"{base}.rejects.parquet"
 
 
-def resolve_version(config: PipelineConfig, version: str | None) -> dict[str, Any]:
-    """The published version to score with: `version`, else the champion. Its record plus `model_uri`."""
-    store = store_for(config)
-    model = config.model_name
-    if version:
-        return catalog.find_version(store, model, version)
-    champion = catalog.champion(store, model)
-    if champion is None:
-        known = catalog.versions(store, model)
-        hint = f"pass a version ({', '.join(v['version'] for v in known)})" if known else "publish one first"
-        raise BatchScoreError(f"{model} has no champion in {store.root}; {hint}")
-    return catalog.find_version(store, model, champion["version"])
-
-
 def _schema(model_dir: Path, record: dict[str, Any]) -> Schema:
     """The schema the version was trained with: published beside it, else its run's (older versions)."""
     for uri in (str(model_dir / SCHEMA_FILE), RunLayout(record.get("run_uri", "")).file(PREPARE.folder, SCHEMA_FILE)):
@@ -220,7 +206,8 @@ def batch_score(
     started = time.monotonic()
     if not output_uri.endswith(".parquet"):
         raise BatchScoreError(f"{output_uri}: predictions are written as Parquet; name the file *.parquet")
-    record = resolve_version(config, version)
+    store = store_for(config)
+    record = catalog.chosen_version(store, config.model_name, version)
     rejects_uri = rejects_uri_for(output_uri)
     # The files first (a glob is expanded), then their format from the first one's name.
     dataset = config.dataset.model_copy(update={"source": "csv", "path": input_uri, "splits": None, "span": None})
@@ -232,7 +219,6 @@ def batch_score(
     dataset = dataset.model_copy(update={"source": fmt})
     with tempfile.TemporaryDirectory(prefix="kest-score-") as scratch_dir:
         scratch = Path(scratch_dir)
-        store = store_for(config)
         model_dir = store.local_copy(version_key(config.model_name, record["version"]), scratch / "model")
         schema = _schema(model_dir, record)
         tf = import_tensorflow()

@@ -23,3 +23,59 @@ def test_summary_of_the_session_run(iris_run):
     summary = iris_run["summary"]
     text = format_summary(summary)
     assert "accuracy=" in text and "gate: blessed" in text and summary["published_model"] in text
+
+
+@pytest.fixture(scope="module")
+def published_store(tmp_path_factory):
+    """An export root with one (untrained) published version: conf fuzzing reaches the version and output checks."""
+    from kest_tasks.core.config import load_config
+    from tests.helpers import publish_version
+
+    scratch = tmp_path_factory.mktemp("scoring")
+    config = load_config(IRIS_CONFIG, iris_overrides(scratch))
+    publish_version(config, scratch / "staged", "v1", {"accuracy": 0.9}, None)
+    return scratch
+
+
+def test_any_scoring_form_is_scored_or_one_line(published_store):
+    """A valid form with one to three of its fields replaced by anything a triggerer could type."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from kest_tasks.core.config import PipelineConfig
+    from kest_tasks.core.errors import KestError
+    from kest_tasks.orchestration.runner import scoring_request
+    from kest_tasks.serving.batch_score import batch_score
+    from tests.core.test_config_fuzz import FUZZ, TRICKS, overrides_for
+
+    (published_store / "input.csv").write_text("sepal_length,sepal_width\n5.1,3.5\n")
+    valid = {
+        "model": "iris",
+        "version": "v1",
+        "input": str(published_store / "input.csv"),
+        "output": str(published_store / "scores" / "{run_id}-{version}.parquet"),
+        "keys": "",
+        "config_path": str(IRIS_CONFIG),
+        "overrides": iris_overrides(published_store),
+    }
+    text = st.text(max_size=30) | st.sampled_from(
+        [*TRICKS, "v1", "v2", "iris", "sepal_length", "a,,b", str(published_store / "nothing.csv"), "/etc/out.parquet"]
+    )
+    fuzzed = {key: text for key in valid} | {"overrides": overrides_for(PipelineConfig)}
+    changes = st.lists(st.sampled_from(sorted(valid)), min_size=1, max_size=3, unique=True).flatmap(
+        lambda keys: st.fixed_dictionaries({key: fuzzed[key] for key in keys})
+    )
+    outcomes = set()
+
+    @FUZZ
+    @given(changes)
+    def scored_or_one_line(change):
+        try:
+            batch_score(**scoring_request({**valid, **change}, "manual__fuzz"))  # as the DAG does
+        except KestError as error:
+            assert str(error) and "\n" not in str(error), repr(str(error))
+            outcomes.add(str(error).split(":")[0])
+
+    scored_or_one_line()
+    assert len(outcomes) > 8, outcomes  # the fuzzing reached many different checks, not just the first
+    assert not list((published_store / "scores").glob("*"))  # the version is no SavedModel: nothing was written

@@ -18,7 +18,8 @@ import pytest
 from kest_tasks.core import files, layout
 from kest_tasks.core.config import load_config
 from kest_tasks.core.stages import PREPARE
-from kest_tasks.serving.batch_score import BatchScoreError, batch_score
+from kest_tasks.registry.catalog import CatalogError
+from kest_tasks.serving.batch_score import batch_score
 from tests.helpers import IRIS_CONFIG, REPO, task_states
 
 pytestmark = pytest.mark.slow
@@ -165,7 +166,7 @@ def test_what_cannot_be_scored_is_one_line(config, tmp_path, iris_run):
         assert message in str(raised.value) and "\n" not in str(raised.value), (change, str(raised.value))
     assert not (tmp_path / "p.parquet").exists()  # nothing half-written
     unknown = load_config(IRIS_CONFIG, {"export": {"root": root}, "model_name": "tulips"})
-    with pytest.raises(BatchScoreError, match=f"^tulips has no champion in {root}; publish one first$"):
+    with pytest.raises(CatalogError, match=f"^tulips has no champion in {root}; publish one first$"):
         batch_score(unknown, str(good), str(tmp_path / "p.parquet"))
 
     cli = subprocess.run(
