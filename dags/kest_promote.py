@@ -56,17 +56,14 @@ def kest_promote():
         """Make the version champion; announce the change on the model's Asset."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from kest_tasks.core.config import deep_merge, load_config
         from kest_tasks.core.errors import KestError
-        from kest_tasks.orchestration.policy import check_run_conf
+        from kest_tasks.orchestration.runner import model_config_from_form
         from kest_tasks.registry.promotion import set_champion
 
         user = getattr(dag_run, "triggering_user_name", None)
         by = f"{user} via kest_promote run {run_id}" if user else f"kest_promote run {run_id}"
         try:
-            overrides = deep_merge(params.get("overrides") or {}, {"model_name": params["model"]})
-            check_run_conf(params["config_path"], overrides)
-            config = load_config(params["config_path"], overrides)
+            config = model_config_from_form(params)
             change = set_champion(config, params["version"], params["reason"], by)
         except KestError as error:  # bad input: fail at once with its one line, no retry
             raise AirflowFailException(str(error)) from None

@@ -63,21 +63,29 @@ def configure(
     return ConfigureResult(run_uri=layout.uri, config_uri=layout.config_file, model_name=config.model_name)
 
 
+def model_config_from_form(params: Mapping[str, Any]) -> PipelineConfig:
+    """The config of a form that names a model (kest_promote, kest_batch_score): `config_path` and `overrides`
+    checked against the deployment's policy, `model` as model_name."""
+    from kest_tasks.core.config import deep_merge
+    from kest_tasks.orchestration.policy import check_run_conf
+
+    overrides = deep_merge(params.get("overrides") or {}, {"model_name": params["model"]})
+    check_run_conf(params["config_path"], overrides)
+    return load_config(params["config_path"], overrides)
+
+
 def scoring_request(params: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     """The kest_batch_score DAG's form (model, version, input, output, keys, config_path, overrides) checked against
     the deployment's policy — input under the data roots, an output given under the artifact roots — as
     `serving.batch_score`'s arguments; the version chosen (the champion unless one is given) and `{run_id}` and
     `{version}` in the output filled in."""
-    from kest_tasks.core.config import deep_merge
     from kest_tasks.core.layout import safe_run_id
-    from kest_tasks.orchestration.policy import ARTIFACT_ROOTS, DATA_ROOTS, check, check_run_conf
+    from kest_tasks.orchestration.policy import ARTIFACT_ROOTS, DATA_ROOTS, check
     from kest_tasks.registry.catalog import chosen_version
     from kest_tasks.registry.champion import store_for
 
-    overrides = deep_merge(params.get("overrides") or {}, {"model_name": params["model"]})
-    check_run_conf(params["config_path"], overrides)
+    config = model_config_from_form(params)
     check("input", params["input"], DATA_ROOTS)
-    config = load_config(params["config_path"], overrides)
     version = chosen_version(store_for(config), config.model_name, params.get("version") or None)["version"]
     output = params.get("output") or files.join(config.artifact_root, "scores", "{run_id}", "predictions.parquet")
     output = output.replace("{run_id}", safe_run_id(run_id)).replace("{version}", version)
