@@ -25,9 +25,10 @@ KEEP_FILE_VALUE = "(the config file's value)"
 # meta-schema first, ~3× slower than against draft 7's, which has every keyword the form uses.
 JSON_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum")
-# Settings that import and run Python on the workers: a deployer's choice, made in the config file. The form does
-# not offer them, and a run's conf may set them only where the deployment allows it.
-CODE_SETTINGS = ("model.code_dir", "model.builder", "trainer.model_fn")
+# Settings that choose Python to run on the workers, or a Ray cluster to run the job on (it gets the data and the
+# code, and its results come back as pickles): a deployer's choice, made in the config file. The form does not
+# offer them, and a run's conf may set them only where the deployment allows it.
+CODE_SETTINGS = ("model.code_dir", "model.builder", "trainer.model_fn", "trainer.cluster.address")
 NOT_IN_FORM = {("model", "code_dir"), ("trainer", "model_fn")}
 CODE_FROM_RUN_CONF_SETTING = "KEST_ALLOW_CODE_FROM_RUN_CONF"
 
@@ -99,8 +100,8 @@ def overrides_from_form(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def code_settings_in(overrides: dict[str, Any]) -> list[str]:
-    """The settings among `overrides` that would import code: model.code_dir, model.builder as module:function,
-    trainer.model_fn."""
+    """The settings among `overrides` that would choose code or where it runs (CODE_SETTINGS; model.builder only
+    as module:function)."""
     model, trainer = (
         section if isinstance(section := overrides.get(name), dict) else {} for name in ("model", "trainer")
     )
@@ -111,6 +112,8 @@ def code_settings_in(overrides: dict[str, Any]) -> list[str]:
         found.append("model.builder")
     if trainer.get("model_fn") is not None:
         found.append("trainer.model_fn")
+    if isinstance(cluster := trainer.get("cluster"), dict) and cluster.get("address") is not None:
+        found.append("trainer.cluster.address")
     return found
 
 
@@ -124,7 +127,7 @@ def config_arguments(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     found = code_settings_in(overrides)
     if found and os.environ.get(CODE_FROM_RUN_CONF_SETTING) != "1":
         raise ConfigError(
-            f"{', '.join(found)} may not come from a run's conf: settings that load code "
+            f"{', '.join(found)} may not come from a run's conf: settings that choose code or where it runs "
             f"({', '.join(CODE_SETTINGS)}) come from the config file on the workers "
             f"(a deployment may allow them with {CODE_FROM_RUN_CONF_SETTING}=1)"
         )

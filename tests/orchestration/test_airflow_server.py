@@ -47,7 +47,7 @@ def server(tmp_path_factory, files):
     env = {"KEST_FILES_ROOT": str(root), "KEST_FILES_URL": url, "KEST_MODEL_ROOTS": str(root / "models")}
     started = AirflowServer(tmp_path_factory.mktemp("airflow-standalone"), env).start()
     try:
-        for dag_id in (DAG, "kest_model_consumer", "kest_promote"):
+        for dag_id in (DAG, "kest_model_consumer", "kest_promote", "kest_batch_score"):
             status, body = started.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
             assert status == 200, body
         yield started
@@ -80,27 +80,39 @@ def test_invalid_params_are_refused_with_400_before_any_run(server):
 
 
 def test_a_run_conf_outside_the_deployment_policy_fails_configure_and_nothing_runs(server):
-    """Through REST, as a triggerer would: a path outside the allowed roots and a code setting each fail the configure
-    task with the one-line reason (in its log), and no other task runs."""
+    """Through REST, as a triggerer would: a path outside the allowed roots and a code setting each fail the first
+    task with the one-line reason (in its log), and no other task runs — for the pipeline, batch scoring and
+    promotion alike."""
     refused = [
         (
+            DAG,
             {"overrides": {"dataset": {"path": "/etc/passwd", "delimiter": ":"}}},
             "dataset.path: '/etc/passwd' is outside",
         ),
         (
+            DAG,
             {"overrides": {"model": {"code_dir": "/tmp", "builder": "evil:build"}}},
             "model.code_dir, model.builder may not",
         ),
+        ("kest_batch_score", {"input": "/etc/passwd"}, "input: '/etc/passwd' is outside"),
+        (
+            "kest_promote",
+            {"version": "v1", "reason": "r", "overrides": {"export": {"root": "/etc"}}},
+            "export.root: '/etc' is outside",
+        ),
     ]
-    for conf, line in refused:
-        status, triggered = _trigger(server, conf)
+    for dag_id, conf, line in refused:
+        status, triggered = server.request(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf}
+        )
         assert status == 200, triggered
         run_id = triggered["dag_run_id"]
-        run = server.wait_for_run(DAG, run_id, 300)
-        assert run["state"] == "failed" and run["task_states"]["configure"] == "failed", run["task_states"]
-        assert {s for t, s in run["task_states"].items() if t != "configure"} <= {"upstream_failed", None}
+        run = server.wait_for_run(dag_id, run_id, 300)
+        first = {DAG: "configure", "kest_batch_score": "score", "kest_promote": "promote"}[dag_id]
+        assert run["state"] == "failed" and run["task_states"][first] == "failed", run["task_states"]
+        assert {s for t, s in run["task_states"].items() if t != first} <= {"upstream_failed", None}
         status, log = server.request(
-            "GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/configure/logs/1?full_content=true"
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{first}/logs/1?full_content=true"
         )
         text = json.dumps(log)
         assert status == 200 and line in text, text[-3000:]
@@ -324,7 +336,7 @@ def test_models_page_shows_the_versions_and_rolls_back(server, files, tmp_path):
             browser.close()
 
     status, runs = server.request("GET", "/api/v2/dags/kest_promote/dagRuns")
-    (run,) = runs["dag_runs"]
+    (run,) = [r for r in runs["dag_runs"] if r["state"] == "success"]  # the policy test's run failed
     assert run["triggering_user_name"] == USER and run["conf"]["version"] == older
     status, events = server.request("GET", "/api/v2/assets/events?source_dag_id=kest_promote")
     assert [event["extra"]["version"] for event in events["asset_events"]] == [older]

@@ -274,6 +274,7 @@ def test_bad_config_fails_the_first_task_without_retries(dag, tmp_path, capfd, c
         ({"overrides": {"model": {"code_dir": "/tmp"}}}, "model.code_dir"),
         ({"model__builder": "evil:run"}, "model.builder"),
         ({"overrides": {"trainer": {"kind": "model_fn", "model_fn": "evil:model_fn"}}}, "trainer.model_fn"),
+        ({"overrides": {"trainer": {"cluster": {"address": "ray://attacker:10001"}}}}, "trainer.cluster.address"),
     ],
 )
 def test_code_settings_from_the_run_conf_fail_configure(airflow_db, tmp_path, capfd, monkeypatch, conf, settings):
@@ -288,9 +289,9 @@ def test_code_settings_from_the_run_conf_fail_configure(airflow_db, tmp_path, ca
     assert run.state == "failed" and states["configure"] == "failed"
     assert {state for task, state in states.items() if task != "configure"} <= {"upstream_failed", "skipped", None}
     assert (
-        f"{settings} may not come from a run's conf: settings that load code (model.code_dir, model.builder, "
-        "trainer.model_fn) come from the config file on the workers (a deployment may allow them with "
-        "KEST_ALLOW_CODE_FROM_RUN_CONF=1)"
+        f"{settings} may not come from a run's conf: settings that choose code or where it runs (model.code_dir, "
+        "model.builder, trainer.model_fn, trainer.cluster.address) come from the config file on the workers (a "
+        "deployment may allow them with KEST_ALLOW_CODE_FROM_RUN_CONF=1)"
     ) in "".join(capfd.readouterr())
     assert not (tmp_path / "artifacts").exists()
 
