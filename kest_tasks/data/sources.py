@@ -178,6 +178,24 @@ def _open_text(path: str) -> io.TextIOWrapper:
     return io.TextIOWrapper(files.open_read(path), encoding="utf-8", newline="")
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+# The first bytes of the binary formats kest reads, for a hint when one is read as CSV.
+_MAGIC = {b"PAR1": "parquet", b"PK\x03\x04": "npz", _GZIP_MAGIC: "tfrecord"}
+
+
+def _not_text(path: str, error: UnicodeDecodeError) -> DataError:
+    """A CSV that is not UTF-8 text; when its first bytes are another format's, say which source to set."""
+    message = f"{path}: not a UTF-8 text CSV (bad byte at offset {error.start})"
+    with contextlib.suppress(OSError, files.StorageError):
+        with files.open_read(path) as handle:
+            start = handle.read(4)
+        for magic, source in _MAGIC.items():
+            if start.startswith(magic):
+                what = "gzip data (a GZIP TFRecord file?)" if source == "tfrecord" else f"a {source} file"
+                return DataError(f"{message}; it starts like {what}: set dataset.source: {source}")
+    return DataError(message)
+
+
 def csv_header(path: str, delimiter: str) -> list[str]:
     try:
         with _open_text(path) as handle:
@@ -185,7 +203,7 @@ def csv_header(path: str, delimiter: str) -> list[str]:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not a UTF-8 text CSV (bad byte at offset {error.start})") from None
+        raise _not_text(path, error) from None
     except OSError as error:
         raise DataError(f"{path}: cannot read: {error.strerror}") from None
     if not header:
@@ -317,7 +335,7 @@ def _explain_csv_error(
                 if any("\x00" in field for field in fields):
                     return DataError(f"{path} row {reader.line_num}: binary data (NUL byte) in a text CSV")
     except UnicodeDecodeError as error:
-        return DataError(f"{path}: not a UTF-8 text CSV (bad byte at offset {error.start})")
+        return _not_text(path, error)
     except csv.Error as error:
         return DataError(f"{path} row {reader.line_num}: malformed CSV: {error}")
     # pyarrow's message may end with the offending row's bytes ("… got 1: <row>"): keep its reason only.
@@ -481,7 +499,6 @@ def _first_uncastable(array: pa.Array, target: pa.DataType, origin: str, name: s
 
 CAST_PROBE = 1024  # values cast at once while looking for the one that fails
 KEY_SAMPLE_RECORDS = 1000  # records of a TFRecord file read to find its keys and their types
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _tfrecord_keys(records: Any, path: str, column_types: dict[str, pa.DataType]) -> dict[str, str]:

@@ -223,3 +223,19 @@ def test_a_bad_value_is_named_by_row_and_quoted_by_its_start_only(iris_config, t
     assert _error(iris_config, tmp_path) == (
         "<tmp>/typed.parquet row 2101 column 'f': a value of 107 characters is not a number"
     )
+
+
+def test_a_binary_file_read_as_csv_says_which_source_it_looks_like(iris_config, tmp_path):
+    pq.write_table(_table(20), tmp_path / "data.parquet")
+    _use(iris_config, "csv", tmp_path / "data.parquet")
+    assert _error(iris_config, tmp_path).startswith(
+        "<tmp>/data.parquet: not a UTF-8 text CSV (bad byte at offset "
+    ) and _error(iris_config, tmp_path).endswith("; it starts like a parquet file: set dataset.source: parquet")
+    _examples(tmp_path / "data.tfrecord.gz", [_row(i) for i in range(5)])
+    _use(iris_config, "csv", tmp_path / "data.tfrecord.gz")
+    assert _error(iris_config, tmp_path).endswith(
+        "; it starts like gzip data (a GZIP TFRecord file?): set dataset.source: tfrecord"
+    )
+    (tmp_path / "latin1.csv").write_bytes("a,label\ncafé,x\n".encode("latin-1"))
+    _use(iris_config, "csv", tmp_path / "latin1.csv")
+    assert _error(iris_config, tmp_path) == "<tmp>/latin1.csv: not a UTF-8 text CSV (bad byte at offset 11)"
