@@ -477,6 +477,9 @@ def plain_columns(
     return pa.RecordBatch.from_pydict(columns)
 
 
+CAST_PROBE = 1024  # values cast at once while looking for the one that fails
+
+
 def _first_uncastable(array: pa.Array, target: pa.DataType, origin: str, name: str, first_row: int) -> DataError:
     """The first value of `array` that does not cast to `target`, by row. pyarrow's own message quotes the whole
     value; this quotes its start only. Slices of CAST_PROBE rows, then single values: only on the error path."""
@@ -492,12 +495,12 @@ def _first_uncastable(array: pa.Array, target: pa.DataType, origin: str, name: s
                 pc.cast(part.slice(index, 1), target)
             except pa.ArrowInvalid:
                 row = first_row + start + index
-                wanted = {"double": "a number", "int64": "a whole number"}.get(str(target), str(target))
-                return DataError(f"{origin} row {row} column {name!r}: {quoted(part[index].as_py())} is not {wanted}")
+                wanted = "integer" if target == pa.int64() else "number"  # as _first_bad_value says it for CSV
+                value = quoted(part[index].as_py())
+                return DataError(f"{origin} row {row} column {name!r}: {value} is not a valid {wanted}")
     return DataError(f"{origin} column {name!r}: values from row {first_row} do not convert to {target}")
 
 
-CAST_PROBE = 1024  # values cast at once while looking for the one that fails
 KEY_SAMPLE_RECORDS = 1000  # records of a TFRecord file read to find its keys and their types
 
 

@@ -217,11 +217,11 @@ def test_a_bad_value_is_named_by_row_and_quoted_by_its_start_only(iris_config, t
     )
     _use(iris_config, "parquet", tmp_path / "typed.parquet", column_types={"f": "float"})
     assert _error(iris_config, tmp_path) == (
-        "<tmp>/typed.parquet row 2101 column 'f': 'SECRET_QQQQQQQQQQQQQQQQQ'… (107 characters) is not a number"
+        "<tmp>/typed.parquet row 2101 column 'f': 'SECRET_QQQQQQQQQQQQQQQQQ'… (107 characters) is not a valid number"
     )
     monkeypatch.setenv("KEST_HIDE_VALUES_IN_ERRORS", "1")  # a deployment whose logs carry no data at all
     assert _error(iris_config, tmp_path) == (
-        "<tmp>/typed.parquet row 2101 column 'f': a value of 107 characters is not a number"
+        "<tmp>/typed.parquet row 2101 column 'f': a value of 107 characters is not a valid number"
     )
 
 
