@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +22,19 @@ def timed_command(command: list[str], env: dict[str, str] | None = None, cwd: Pa
     if completed.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}")
     return seconds
+
+
+def probe(code: str, *args: str) -> dict:
+    """Run `code` in a fresh Python (`python -c code *args`) and return the JSON object it prints last: how the
+    memory benchmarks measure one process's peak RSS."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def entry(what: str, kest: float, baseline: float, unit: str) -> dict:

@@ -5,16 +5,13 @@ Each size runs in a fresh process that reports its own peak RSS (VmHWM), so impo
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import entry
+from bench.common import entry, probe
 from kest_tasks.orchestration.assets import bundled_config
 
 LARGE = int(os.environ.get("KEST_BENCH_P6_ROWS", "10000000"))
@@ -65,14 +62,7 @@ def write_parquet(path: Path, rows: int) -> None:
 
 
 def peak_rss(csv_path: Path | str, work: Path | str, source: str = "csv") -> tuple[int, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(bundled_config()), str(csv_path), str(work), source],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    result = probe(_PROBE, str(bundled_config()), str(csv_path), str(work), source)
     return result["rows"], result["max_rss_mb"]
 
 

@@ -16,17 +16,14 @@ and published; the scored file is bench.p1_prepare's synthetic CSV.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import entry
+from bench.common import entry, probe
 from bench.p1_prepare import FEATURES, write_csv
 from kest_tasks.core.config import PipelineConfig
 from kest_tasks.orchestration.assets import bundled_config
@@ -120,15 +117,8 @@ def measure() -> dict[str, dict]:
         peaks = {}
         for rows in (MEMORY_SMALL, MEMORY_LARGE):
             write_csv(work / f"memory-{rows}.csv", rows, seed=2)
-            probe = [sys.executable, "-c", _PROBE, str(bundled_config()), str(work / "models")]
-            out = subprocess.run(
-                [*probe, str(work / f"memory-{rows}.csv"), str(work / f"memory-{rows}.parquet")],
-                capture_output=True,
-                text=True,
-                check=True,
-                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-            ).stdout
-            measured = json.loads(out.strip().splitlines()[-1])
+            inputs = [str(work / f"memory-{rows}.csv"), str(work / f"memory-{rows}.parquet")]
+            measured = probe(_PROBE, str(bundled_config()), str(work / "models"), *inputs)
             assert measured["rows"] == rows
             peaks[rows] = measured["max_rss_mb"]
     kest, bare = max(kest_rates), max(bare_rates)
