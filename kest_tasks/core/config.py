@@ -134,6 +134,24 @@ class ValidationConfig(_Section):
 
 
 # Cells that mean "no value", as pandas reads them (an empty cell is always missing).
+# File name endings → the source `source: auto` picks (a trailing .gz is skipped: gzip TFRecords); anything else
+# is read as CSV.
+SOURCE_BY_SUFFIX = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".tfrecord": "tfrecord",
+    ".tfrecords": "tfrecord",
+    ".npz": "npz",
+}
+
+
+def source_of(path: str) -> str | None:
+    """The source a file name says (SOURCE_BY_SUFFIX), None when it says none."""
+    name = path.rstrip("/").rsplit("/", 1)[-1].lower().removesuffix(".gz")
+    return SOURCE_BY_SUFFIX.get("." + name.rsplit(".", 1)[-1]) if "." in name else None
+
+
 DEFAULT_NA_VALUES = ["", "nan", "NaN", "NAN", "-nan", "NA", "N/A", "n/a", "#N/A", "null", "NULL", "None"]
 
 
@@ -153,7 +171,11 @@ class MissingConfig(_Section):
 
 
 class DatasetConfig(_Section):
-    source: Literal["csv", "parquet", "tfrecord", "tfds", "npz"] = Field("csv", description="Kind of input data.")
+    source: Literal["auto", "csv", "parquet", "tfrecord", "tfds", "npz"] = Field(
+        "auto",
+        description="Kind of input data. auto: from the file names (.parquet/.pq, .tfrecord(s)[.gz], .npz; "
+        "anything else is CSV), or tfds when only a tfds section is given.",
+    )
     path: str | None = Field(
         None,
         description="CSV, Parquet, TFRecord or .npz file, or a glob of them; may hold {SPAN} (relative to the "
@@ -201,6 +223,8 @@ class DatasetConfig(_Section):
 
     @model_validator(mode="after")
     def _source_is_complete(self) -> DatasetConfig:
+        if self.source == "auto":
+            self.source = self._source_from_names()
         if self.source == "tfds":
             if self.tfds is None:
                 raise ValueError("source 'tfds' needs a 'tfds' section (name, data_dir)")
@@ -209,6 +233,15 @@ class DatasetConfig(_Section):
         if self.splits is not None and set(self.splits) != {"train", "eval", "test"}:
             raise ValueError("'splits' needs a path for each of train, eval and test")
         return self
+
+    def _source_from_names(self) -> Any:
+        if self.path is None and self.splits is None and self.tfds is not None:
+            return "tfds"
+        paths = [self.path] if self.path is not None else sorted((self.splits or {}).values())
+        found = {source_of(path) or "csv" for path in paths}
+        if len(found) > 1:
+            raise ValueError(f"source 'auto': the splits' files are of different kinds ({', '.join(sorted(found))})")
+        return found.pop() if found else "csv"
 
 
 class ModelConfig(_Section):

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kest_tasks.core import files
-from kest_tasks.core.config import PipelineConfig
+from kest_tasks.core.config import PipelineConfig, source_of
 from kest_tasks.core.errors import KestError, plural
 from kest_tasks.core.layout import SCHEMA_FILE, RunLayout, version_key
 from kest_tasks.core.results import BatchScoreResult
@@ -45,7 +45,7 @@ from kest_tasks.registry.champion import store_for
 
 log = logging.getLogger("kest.batch_score")
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
+FORMATS = ("csv", "parquet", "tfrecord")  # what batch scoring reads
 BLOCK_ROWS = 32768  # rows per model call: large enough to amortise the call, small enough to keep memory flat
 PROGRESS_SECONDS = 10.0
 VERSION_COLUMN = "model_version"
@@ -60,14 +60,13 @@ class BatchScoreError(KestError, ValueError):
 def input_format(uri: str, declared: str | None = None) -> str:
     """csv, parquet or tfrecord: `declared`, else from the file name (`.gz` after the extension allowed)."""
     if declared:
-        if declared not in set(FORMATS.values()):
+        if declared not in FORMATS:
             raise BatchScoreError(f"format {declared!r}: expected csv, parquet or tfrecord")
         return declared
-    name = uri.rstrip("/").rsplit("/", 1)[-1].lower().removesuffix(".gz")
-    suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
-    if suffix not in FORMATS:
+    found = source_of(uri)
+    if found is None or found not in FORMATS:
         raise BatchScoreError(f"{uri}: cannot tell the format from the name; say --format csv|parquet|tfrecord")
-    return FORMATS[suffix]
+    return found
 
 
 def rejects_uri_for(output_uri: str) -> str:

@@ -96,3 +96,29 @@ def test_class_weight_values_are_checked_in_one_line(value, message):
     with pytest.raises(ConfigError) as caught:
         load_config(IRIS_CONFIG, {"trainer": {"class_weight": value}})
     assert str(caught.value) == f"invalid config {IRIS_CONFIG}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("dataset", "source"),
+    [
+        ({"path": "data/loans.csv"}, "csv"),
+        ({"path": "gs://bucket/loans/*.parquet"}, "parquet"),
+        ({"path": "data/part-{SPAN}.PQ"}, "parquet"),
+        ({"path": "data/train-00000-of-00004.tfrecord.gz"}, "tfrecord"),
+        ({"path": "data/*.tfrecords"}, "tfrecord"),
+        ({"path": "arrays.npz"}, "npz"),
+        ({"path": "export.txt"}, "csv"),  # no known ending: CSV, as before
+        ({"path": "data/*"}, "csv"),
+        ({"path": None, "splits": {s: f"{s}.parquet" for s in ("train", "eval", "test")}}, "parquet"),
+        ({"path": None, "tfds": {"name": "iris", "data_dir": "/srv/tfds"}}, "tfds"),
+        ({"path": "loans.parquet", "source": "csv"}, "csv"),  # a source given is kept
+    ],
+)
+def test_source_auto_is_read_from_the_file_names(dataset, source):
+    assert load_config(IRIS_CONFIG, {"dataset": dataset}).dataset.source == source
+
+
+def test_source_auto_refuses_splits_of_different_kinds():
+    splits = {"train": "train.parquet", "eval": "eval.csv", "test": "test.parquet"}
+    with pytest.raises(ConfigError, match=r"source 'auto': the splits' files are of different kinds \(csv, parquet\)"):
+        load_config(IRIS_CONFIG, {"dataset": {"path": None, "splits": splits}})

@@ -239,3 +239,14 @@ def test_a_binary_file_read_as_csv_says_which_source_it_looks_like(iris_config, 
     (tmp_path / "latin1.csv").write_bytes("a,label\ncafé,x\n".encode("latin-1"))
     _use(iris_config, "csv", tmp_path / "latin1.csv")
     assert _error(iris_config, tmp_path) == "<tmp>/latin1.csv: not a UTF-8 text CSV (bad byte at offset 11)"
+
+
+def test_a_parquet_path_with_the_default_source_is_read_as_parquet(tmp_path):
+    from kest_tasks.core.config import load_config
+    from tests.helpers import IRIS_CONFIG, iris_overrides
+
+    pq.write_table(_table(200), tmp_path / "loans.parquet")
+    config = load_config(IRIS_CONFIG, iris_overrides(tmp_path, dataset={"path": str(tmp_path / "loans.parquet")}))
+    config.dataset.label = "label"
+    result = prepare(config, str(tmp_path / "run"))
+    assert config.dataset.source == "parquet" and result.rows == 200
