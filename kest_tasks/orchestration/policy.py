@@ -22,10 +22,13 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kest_tasks.core.errors import ConfigError
 from kest_tasks.orchestration.assets import default_config_path
+
+if TYPE_CHECKING:
+    from kest_tasks.core.config import PipelineConfig
 
 CONFIG_ROOTS = "KEST_ALLOWED_CONFIG_ROOTS"
 DATA_ROOTS = "KEST_ALLOWED_DATA_ROOTS"
@@ -122,15 +125,17 @@ def _paths(config: Any) -> dict[str, tuple[str, str]]:
     return found
 
 
-def check_run_conf(config_path: str, overrides: dict[str, Any]) -> None:
-    """Raise ConfigError (one line) if the run conf's config file, or any path it sets or changes, is outside the
-    allowed roots. Paths the config file itself sets are the deployer's."""
+def check_run_conf(config_path: str, overrides: dict[str, Any]) -> PipelineConfig:
+    """The run's config (the file with `overrides`), once its file and every path the overrides set or change are
+    inside the allowed roots; else ConfigError (one line). Paths the config file itself sets are the deployer's."""
     from kest_tasks.core.config import load_config
 
     _printable("config_path", config_path)
     if _normal(config_path) != _normal(default_config_path()):
         check("config_path", config_path, CONFIG_ROOTS)
     from_file = _paths(load_config(config_path))
-    for key, (path, setting) in _paths(load_config(config_path, overrides)).items():
+    config = load_config(config_path, overrides)
+    for key, (path, setting) in _paths(config).items():
         if from_file.get(key, (None,))[0] != path:
             check(key, path, setting)
+    return config

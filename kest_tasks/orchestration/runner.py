@@ -70,8 +70,7 @@ def model_config_from_form(params: Mapping[str, Any]) -> PipelineConfig:
     from kest_tasks.orchestration.policy import check_run_conf
 
     overrides = deep_merge(params.get("overrides") or {}, {"model_name": params["model"]})
-    check_run_conf(params["config_path"], overrides)
-    return load_config(params["config_path"], overrides)
+    return check_run_conf(params["config_path"], overrides)
 
 
 def scoring_request(params: Mapping[str, Any], run_id: str) -> dict[str, Any]:
